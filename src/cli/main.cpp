@@ -1,0 +1,82 @@
+// eplb: expert-parallel load balancing plans for Mixture-of-Experts serving fleets.
+#include "cli/commands.hpp"
+
+#include <eplb/errors.hpp>
+
+#include <boost/program_options/errors.hpp>
+#include <c10/util/Exception.h>
+
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: eplb <command> [options]
+
+Plans where the experts of a Mixture-of-Experts model go on a GPU cluster, from recorded
+per-expert token loads, so that the busiest GPU carries as little as possible.
+
+commands:
+  plan      plan one load snapshot and print per-layer and aggregate metrics
+
+options:
+  -h, --help     show this help (or `eplb <command> --help` for a command's options)
+  -V, --version  show the version
+
+exit codes: 0 success, 1 failure, 2 usage error, 3 some inputs failed (the rest completed)
+)";
+
+struct Command {
+    const char* name;
+    int (*run)(const std::vector<std::string>&);
+};
+
+const Command kCommands[] = {
+    {"plan", eplb::cli::run_plan},
+};
+
+int dispatch(int argc, char** argv) {
+    if (argc < 2) {
+        std::cerr << kUsage;
+        return eplb::cli::kUsage;
+    }
+    const std::string first = argv[1];
+    if (first == "-h" || first == "--help" || first == "help") {
+        std::cout << kUsage;
+        return eplb::cli::kSuccess;
+    }
+    if (first == "-V" || first == "--version") {
+        std::cout << "eplb " << EPLB_VERSION << "\n";
+        return eplb::cli::kSuccess;
+    }
+    const std::vector<std::string> rest(argv + 2, argv + argc);
+    for (const Command& c : kCommands)
+        if (first == c.name) return c.run(rest);
+    throw eplb::UsageError("unknown command '" + first + "' (try eplb --help)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // Every failure ends as one line on stderr and an exit code that tells the truth.
+    try {
+        return dispatch(argc, argv);
+    } catch (const eplb::UsageError& e) {
+        std::cerr << "eplb: error: " << e.what() << "\n";
+        return eplb::cli::kUsage;
+    } catch (const boost::program_options::error& e) {
+        std::cerr << "eplb: error: " << e.what() << "\n";
+        return eplb::cli::kUsage;
+    } catch (const c10::Error& e) {
+        std::cerr << "eplb: error: " << e.what_without_backtrace() << "\n";
+        return eplb::cli::kFailure;
+    } catch (const std::exception& e) {
+        std::cerr << "eplb: error: " << e.what() << "\n";
+        return eplb::cli::kFailure;
+    } catch (...) {
+        std::cerr << "eplb: error: unknown failure\n";
+        return eplb::cli::kFailure;
+    }
+}

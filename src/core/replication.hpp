@@ -1,0 +1,39 @@
+// Replicating n logical experts into `slots` >= n physical slots (DESIGN.md 3.1 step 2, 3.2).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace eplb::core {
+
+/// Result of one row's replication, in the reference programs' column layout: columns 0..n-1
+/// hold one copy of each expert (rank 0), columns n..slots-1 the extra replicas in the order they
+/// were added. `rank` of a replica is the expert's count before it was added.
+struct ReplicaOut {
+    std::int32_t* expert;  ///< [slots] expert of each column
+    std::int32_t* rank;    ///< [slots] replica rank of each column
+    std::int32_t* count;   ///< [n] replicas of each expert
+};
+
+struct ReplicaScratch {
+    std::vector<std::int32_t> order;
+    std::vector<std::uint64_t> sort_keys;
+    void reserve(std::int32_t experts) { order.resize(static_cast<std::size_t>(experts)); }
+};
+
+/// DeepSeek's replication: each extra slot goes to the expert with the largest float32
+/// `w / count`, lowest id on ties. Only the top `slots - n` experts by (weight desc, id asc) can
+/// ever win, so only they are scanned.
+void replicate_dhondt(const float* weight, std::int32_t n, std::int32_t slots, ReplicaScratch& scratch,
+                      ReplicaOut out);
+
+/// The seed's replication (seed document, `replicate_experts`): D'Hondt for all but the last
+/// `tail = max(1, ceil(extra / 10))` extra slots; each tail slot picks Sainte-Lague
+/// `w / (2c - 1)` or Huntington-Hill `w / sqrt(c (c + 1))` by the lower predicted peak (ties to the
+/// lower second-highest average), argmax ties to the smaller current average then lower id; then one
+/// donor -> receiver move (top-2 donors, bottom-2 receivers by average) when it strictly lowers the
+/// peak. Nothing happens when slots == n.
+void replicate_seed(const float* weight, std::int32_t n, std::int32_t slots, ReplicaScratch& scratch,
+                    ReplicaOut out);
+
+}  // namespace eplb::core

@@ -1,11 +1,18 @@
 #include "hierarchical.hpp"
 
+#include "order.hpp"
+
 #include <algorithm>
 
 namespace eplb::core {
 namespace {
 
 std::int32_t narrow(std::int64_t v) { return static_cast<std::int32_t>(v); }
+
+template <typename T>
+std::vector<T> sized(std::int32_t rows, std::int32_t columns) {
+    return std::vector<T>(static_cast<std::size_t>(rows) * static_cast<std::size_t>(columns));
+}
 
 }  // namespace
 
@@ -20,74 +27,103 @@ HierarchicalPlanner::HierarchicalPlanner(const Topology& t, std::int64_t num_exp
       slots_per_node_(narrow(t.slots_per_node())),
       gpus_per_node_(narrow(t.gpus_per_node())),
       slots_per_gpu_(narrow(t.slots_per_gpu())),
-      group_load_(static_cast<std::size_t>(num_groups_)),
-      group_node_(static_cast<std::size_t>(num_groups_)),
-      group_rank_(static_cast<std::size_t>(num_groups_)),
-      mlog2log_(static_cast<std::size_t>(num_experts_)),
-      node_weight_(static_cast<std::size_t>(experts_per_node_)),
-      replica_load_(static_cast<std::size_t>(slots_per_node_)),
-      replica_expert_(static_cast<std::size_t>(slots_per_node_)),
-      replica_rank_(static_cast<std::size_t>(slots_per_node_)),
-      replica_count_(static_cast<std::size_t>(experts_per_node_)),
-      replica_gpu_(static_cast<std::size_t>(slots_per_node_)),
-      replica_slot_(static_cast<std::size_t>(slots_per_node_)) {
-    pack_scratch_.reserve(std::max(slots_per_node_, num_groups_), std::max(gpus_per_node_, num_nodes_));
-    replica_scratch_.reserve(experts_per_node_);
-}
+      group_load_(sized<float>(1, num_groups_)),
+      group_node_(sized<std::int32_t>(1, num_groups_)),
+      group_rank_(sized<std::int32_t>(1, num_groups_)),
+      mlog2log_(sized<std::int32_t>(kBlockLayers, num_experts_)),
+      node_weight_(sized<float>(kBlockLayers * num_nodes_, experts_per_node_)),
+      expert_order_(sized<std::int32_t>(kBlockLayers * num_nodes_, experts_per_node_)),
+      replica_expert_(sized<std::int32_t>(kBlockLayers * num_nodes_, slots_per_node_)),
+      replica_rank_(sized<std::int32_t>(kBlockLayers * num_nodes_, slots_per_node_)),
+      replica_count_(sized<std::int32_t>(kBlockLayers * num_nodes_, experts_per_node_)),
+      replica_load_(sized<float>(kBlockLayers * num_nodes_, slots_per_node_)),
+      replica_order_(sized<std::int32_t>(kBlockLayers * num_nodes_, slots_per_node_)),
+      replica_gpu_(sized<std::int32_t>(kBlockLayers * num_nodes_, slots_per_node_)),
+      replica_slot_(sized<std::int32_t>(kBlockLayers * num_nodes_, slots_per_node_)) {}
 
-void HierarchicalPlanner::plan_layer(const float* weight, LayerOut out) {
-    place_groups_on_nodes(weight);
-    for (std::int32_t node = 0; node < num_nodes_; ++node) plan_node(node, weight, out);
+void HierarchicalPlanner::plan_layers(const float* weight, std::int32_t layers, LayersOut out) {
+    const std::int64_t R = std::int64_t{num_nodes_} * slots_per_node_, E = num_experts_;
+    for (std::int32_t b = 0; b < layers; ++b) {
+        place_groups_on_nodes(b, weight + b * E);
+        for (std::int32_t node = 0; node < num_nodes_; ++node)
+            replicate_within_node(b * num_nodes_ + node, mlog2log_.data() + b * E + node * experts_per_node_,
+                                  weight + b * E);
+    }
+    pack_replicas_onto_gpus(layers * num_nodes_);
+    for (std::int32_t b = 0; b < layers; ++b)
+        for (std::int32_t node = 0; node < num_nodes_; ++node)
+            write_node(b * num_nodes_ + node, mlog2log_.data() + b * E + node * experts_per_node_, node,
+                       out.phy2log + b * R, out.rank + b * R, out.logcnt + b * E);
 }
 
 // Step 1. Group loads are summed in float64 and rounded to float32 (this matches the reference's
 // float32 `sum` on every golden case). Experts are then renumbered node-major: node n holds
 // meta-logical ids [n E/N, (n+1) E/N), its groups in rank order, a group's experts contiguous.
-void HierarchicalPlanner::place_groups_on_nodes(const float* weight) {
-    for (std::int32_t g = 0; g < num_groups_; ++g) {
-        double sum = 0.0;
-        for (std::int32_t k = 0; k < group_size_; ++k) sum += weight[g * group_size_ + k];
-        group_load_[g] = static_cast<float>(sum);
-    }
+void HierarchicalPlanner::place_groups_on_nodes(std::int32_t layer, const float* weight) {
+    // Each group is summed in expert order; the groups advance together (independent chains).
+    group_sum_.assign(static_cast<std::size_t>(num_groups_), 0.0);
+    for (std::int32_t k = 0; k < group_size_; ++k)
+        for (std::int32_t g = 0; g < num_groups_; ++g) group_sum_[g] += weight[g * group_size_ + k];
+    for (std::int32_t g = 0; g < num_groups_; ++g) group_load_[g] = static_cast<float>(group_sum_[g]);
     const PackOut where{group_node_.data(), group_rank_.data()};
     if (policy_ == Policy::deepseek)
         balanced_packing(group_load_.data(), num_groups_, num_nodes_, pack_scratch_, where);
     else
         capacity_packing(group_load_.data(), num_groups_, num_nodes_, /*refine_steps=*/1, pack_scratch_, where);
+    std::int32_t* mlog2log = mlog2log_.data() + layer * num_experts_;
     for (std::int32_t g = 0; g < num_groups_; ++g) {
         const std::int32_t first = (group_node_[g] * groups_per_node_ + group_rank_[g]) * group_size_;
-        for (std::int32_t k = 0; k < group_size_; ++k) mlog2log_[first + k] = g * group_size_ + k;
+        for (std::int32_t k = 0; k < group_size_; ++k) mlog2log[first + k] = g * group_size_ + k;
     }
 }
 
-// Steps 2-4 for one node.
-void HierarchicalPlanner::plan_node(std::int32_t node, const float* weight, LayerOut out) {
-    const std::int32_t* node_experts = mlog2log_.data() + node * experts_per_node_;
-    for (std::int32_t j = 0; j < experts_per_node_; ++j) node_weight_[j] = weight[node_experts[j]];
+// Step 2 for one node (row) holding `experts`, and the replicas' packing order for step 3.
+void HierarchicalPlanner::replicate_within_node(std::int32_t row, const std::int32_t* experts, const float* weight) {
+    float* w = node_weight_.data() + row * experts_per_node_;
+    std::int32_t* order = expert_order_.data() + row * experts_per_node_;
+    for (std::int32_t j = 0; j < experts_per_node_; ++j) w[j] = weight[experts[j]];
+    stable_descending_order(w, experts_per_node_, order, sort_scratch_);
 
-    const ReplicaOut replicas{replica_expert_.data(), replica_rank_.data(), replica_count_.data()};
+    const ReplicaOut replicas{replica_expert_.data() + row * slots_per_node_,
+                              replica_rank_.data() + row * slots_per_node_,
+                              replica_count_.data() + row * experts_per_node_};
     if (policy_ == Policy::deepseek)
-        replicate_dhondt(node_weight_.data(), experts_per_node_, slots_per_node_, replica_scratch_, replicas);
+        replicate_dhondt(w, order, experts_per_node_, slots_per_node_, replicas);
     else
-        replicate_seed(node_weight_.data(), experts_per_node_, slots_per_node_, replica_scratch_, replicas);
+        replicate_seed(w, order, experts_per_node_, slots_per_node_, replica_scratch_, replicas);
 
-    for (std::int32_t p = 0; p < slots_per_node_; ++p) {
-        const std::int32_t j = replica_expert_[p];
-        replica_load_[p] = node_weight_[j] / static_cast<float>(replica_count_[j]);
+    // Columns 0..E/N-1 hold one copy of each expert; the extra columns follow.
+    float* load = replica_load_.data() + row * slots_per_node_;
+    for (std::int32_t j = 0; j < experts_per_node_; ++j) load[j] = w[j] / static_cast<float>(replicas.count[j]);
+    for (std::int32_t p = experts_per_node_; p < slots_per_node_; ++p) {
+        const std::int32_t j = replicas.expert[p];
+        load[p] = w[j] / static_cast<float>(replicas.count[j]);
     }
-    const PackOut where{replica_gpu_.data(), replica_slot_.data()};
+    replica_packing_order(load, order, experts_per_node_, slots_per_node_, replicas, order_scratch_,
+                          replica_order_.data() + row * slots_per_node_);
+}
+
+// Step 3 for every row of the block at once.
+void HierarchicalPlanner::pack_replicas_onto_gpus(std::int32_t num_rows) {
+    const PackRows rows{num_rows, slots_per_node_, gpus_per_node_, replica_load_.data(), replica_order_.data(),
+                        replica_gpu_.data(), replica_slot_.data()};
     if (policy_ == Policy::deepseek)
-        balanced_packing(replica_load_.data(), slots_per_node_, gpus_per_node_, pack_scratch_, where);
+        balanced_packing(rows, pack_scratch_);
     else
-        capacity_packing(replica_load_.data(), slots_per_node_, gpus_per_node_, /*refine_steps=*/2, pack_scratch_, where);
+        capacity_packing(rows, /*refine_steps=*/2, pack_scratch_);
+}
 
-    const std::int64_t first_slot = std::int64_t{node} * slots_per_node_;
+// Step 4 for one row (a node of a layer): slot = node (R/N) + gpu S + rank in gpu.
+void HierarchicalPlanner::write_node(std::int32_t row, const std::int32_t* experts, std::int32_t node,
+                                     std::int64_t* phy2log, std::int32_t* rank, std::int64_t* logcnt) const {
+    const std::int32_t base = row * slots_per_node_, first_slot = node * slots_per_node_;
     for (std::int32_t p = 0; p < slots_per_node_; ++p) {
-        const std::int64_t slot = first_slot + replica_gpu_[p] * slots_per_gpu_ + replica_slot_[p];
-        out.phy2log[slot] = node_experts[replica_expert_[p]];
-        out.rank[slot] = replica_rank_[p];
+        const std::int32_t slot = first_slot + replica_gpu_[base + p] * slots_per_gpu_ + replica_slot_[base + p];
+        phy2log[slot] = experts[replica_expert_[base + p]];
+        rank[slot] = replica_rank_[base + p];
     }
-    for (std::int32_t j = 0; j < experts_per_node_; ++j) out.logcnt[node_experts[j]] = replica_count_[j];
+    const std::int32_t* count = replica_count_.data() + row * experts_per_node_;
+    for (std::int32_t j = 0; j < experts_per_node_; ++j) logcnt[experts[j]] = count[j];
 }
 
 }  // namespace eplb::core

@@ -12,44 +12,60 @@
 
 namespace eplb::core {
 
-/// One layer's plan in global slot order: `phy2log[p]`, `rank[p]` (replica rank), `logcnt[e]`.
-struct LayerOut {
-    std::int64_t* phy2log;  ///< [R]
-    std::int64_t* rank;     ///< [R]
-    std::int64_t* logcnt;   ///< [E]
+/// Consecutive layers' plans in global slot order: `phy2log[l R + p]`, `rank[l R + p]` (replica
+/// rank), `logcnt[l E + e]`.
+struct LayersOut {
+    std::int64_t* phy2log;  ///< [layers, R]
+    std::int32_t* rank;     ///< [layers, R]
+    std::int64_t* logcnt;   ///< [layers, E]
 };
 
-/// Plans layers one at a time for a fixed (effective) topology and policy, reusing its buffers:
-/// 1. groups to nodes (balanced packing of group loads, groups/N per node);
+/// Plans blocks of layers for a fixed (effective) topology and policy, reusing its buffers:
+/// 1. groups to nodes (packing of group loads, groups/N per node);
 /// 2. replication inside each node (E/N experts onto R/N slots);
-/// 3. packing of each node's replicas onto its G/N GPUs (S slots each);
+/// 3. packing of each node's replicas onto its G/N GPUs (S slots each), all rows of the block in
+///    lockstep (their dependency chains are independent, so they overlap);
 /// 4. mapping back to global expert and slot ids.
 class HierarchicalPlanner {
 public:
+    /// Layers planned together.
+    static constexpr std::int32_t kBlockLayers = 4;
+
     /// `topology` must be hierarchical (callers pass Topology::effective()) and valid for E.
     HierarchicalPlanner(const Topology& topology, std::int64_t num_experts, Policy policy);
 
-    /// Plans one layer from its float32 weights [E].
-    void plan_layer(const float* weight, LayerOut out);
+    /// Plans `layers` <= kBlockLayers consecutive layers from their float32 weights [layers, E].
+    void plan_layers(const float* weight, std::int32_t layers, LayersOut out);
 
 private:
-    void place_groups_on_nodes(const float* weight);
-    void plan_node(std::int32_t node, const float* weight, LayerOut out);
+    void place_groups_on_nodes(std::int32_t layer, const float* weight);
+    void replicate_within_node(std::int32_t row, const std::int32_t* experts, const float* weight);
+    void pack_replicas_onto_gpus(std::int32_t rows);
+    void write_node(std::int32_t row, const std::int32_t* experts, std::int32_t node, std::int64_t* phy2log,
+                    std::int32_t* rank, std::int64_t* logcnt) const;
 
     Policy policy_;
     std::int32_t num_experts_, num_groups_, num_nodes_, group_size_, groups_per_node_;
     std::int32_t experts_per_node_, slots_per_node_, gpus_per_node_, slots_per_gpu_;
 
+    // Step 1.
+    std::vector<double> group_sum_;         // [groups]
     std::vector<float> group_load_;         // [groups]
     std::vector<std::int32_t> group_node_;  // [groups]
     std::vector<std::int32_t> group_rank_;  // [groups]
-    std::vector<std::int32_t> mlog2log_;    // [E] meta-logical (node-major) id -> logical id
-    std::vector<float> node_weight_;        // [E/N]
-    std::vector<float> replica_load_;       // [R/N]
-    std::vector<std::int32_t> replica_expert_, replica_rank_, replica_count_;
-    std::vector<std::int32_t> replica_gpu_, replica_slot_;
+    std::vector<std::int32_t> mlog2log_;    // [block, E] meta-logical (node-major) id -> logical id
+    // Steps 2 and 3, one row per (layer of the block, node).
+    std::vector<float> node_weight_;        // [rows, E/N]
+    std::vector<std::int32_t> expert_order_;// [rows, E/N]
+    std::vector<std::int32_t> replica_expert_, replica_rank_;  // [rows, R/N]
+    std::vector<std::int32_t> replica_count_;                  // [rows, E/N]
+    std::vector<float> replica_load_;       // [rows, R/N]
+    std::vector<std::int32_t> replica_order_, replica_gpu_, replica_slot_;  // [rows, R/N]
+
     PackScratch pack_scratch_;
+    ReplicaOrderScratch order_scratch_;
     ReplicaScratch replica_scratch_;
+    OrderScratch sort_scratch_;
 };
 
 }  // namespace eplb::core

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <string>
 
 namespace eplb {
@@ -20,10 +22,18 @@ std::string shape_of(const at::Tensor& t) {
     return s + "]";
 }
 
+// True when every value is finite and non-negative (a NaN fails both comparisons).
+bool all_plannable(const float* p, std::int64_t n) {
+    bool ok = true;
+    for (std::int64_t i = 0; i < n; ++i) ok &= (p[i] >= 0.0f) & (p[i] <= std::numeric_limits<float>::max());
+    return ok;
+}
+
 // Finds the first entry that is NaN, infinite or negative; throws LoadError naming it.
 void require_plannable_values(const at::Tensor& w, const std::string& what) {
     const float* p = w.data_ptr<float>();
     const std::int64_t E = w.size(1), n = w.numel();
+    if (all_plannable(p, n)) return;
     for (std::int64_t i = 0; i < n; ++i) {
         if (std::isfinite(p[i]) && p[i] >= 0.0f) continue;
         const std::string at_ = what + "[" + std::to_string(i / E) + "][" + std::to_string(i % E) + "]";
@@ -33,20 +43,25 @@ void require_plannable_values(const at::Tensor& w, const std::string& what) {
     }
 }
 
+// deepseek: the largest replica count anywhere; seed: R - E + 1.
 std::int64_t log2phy_width(const at::Tensor& logcnt, const Topology& t, std::int64_t E, Policy policy) {
     if (policy == Policy::seed) return t.num_replicas - E + 1;
-    return logcnt.numel() ? logcnt.max().item<std::int64_t>() : 1;
+    const std::int64_t* c = logcnt.data_ptr<std::int64_t>();
+    return *std::max_element(c, c + logcnt.numel());
 }
 
 // log2phy[l, e, k] = slot of replica k of expert e; -1 beyond its count.
-at::Tensor build_log2phy(const at::Tensor& phy2log, const at::Tensor& rank, std::int64_t E, std::int64_t X) {
+at::Tensor build_log2phy(const at::Tensor& phy2log, const std::vector<std::int32_t>& rank, std::int64_t E,
+                         std::int64_t X) {
     const std::int64_t L = phy2log.size(0), R = phy2log.size(1);
-    at::Tensor log2phy = at::full({L, E, X}, -1, at::TensorOptions().dtype(at::kLong));
+    at::Tensor log2phy = at::empty({L, E, X}, at::TensorOptions().dtype(at::kLong));
     std::int64_t* out = log2phy.data_ptr<std::int64_t>();
+    std::memset(out, 0xFF, static_cast<std::size_t>(log2phy.numel()) * sizeof(std::int64_t));  // all -1
     const std::int64_t* p2l = phy2log.data_ptr<std::int64_t>();
-    const std::int64_t* rk = rank.data_ptr<std::int64_t>();
-    for (std::int64_t l = 0; l < L; ++l)
-        for (std::int64_t p = 0; p < R; ++p) out[(l * E + p2l[l * R + p]) * X + rk[l * R + p]] = p;
+    for (std::int64_t l = 0; l < L; ++l) {
+        std::int64_t* layer = out + l * E * X;
+        for (std::int64_t p = 0; p < R; ++p) layer[p2l[l * R + p] * X + rank[l * R + p]] = p;
+    }
     return log2phy;
 }
 
@@ -83,7 +98,8 @@ at::Tensor checked_loads(const at::Tensor& weight, const std::string& what) {
     if (!(at::isFloatingType(weight.scalar_type()) || at::isIntegralType(weight.scalar_type(), /*includeBool=*/false)))
         throw LoadError(what + " has dtype " + std::string(c10::toString(weight.scalar_type())) +
                         "; expected a real number type");
-    at::Tensor w = weight.to(at::kCPU).to(at::kFloat).contiguous();
+    const bool ready = weight.device().is_cpu() && weight.scalar_type() == at::kFloat && weight.is_contiguous();
+    at::Tensor w = ready ? weight : weight.to(at::kCPU).to(at::kFloat).contiguous();
     require_plannable_values(w, what);
     return w;
 }
@@ -96,19 +112,21 @@ Plan rebalance(const at::Tensor& weight, const Topology& topology, Policy policy
 
     const auto long_options = at::TensorOptions().dtype(at::kLong);
     at::Tensor phy2log = at::empty({L, R}, long_options);
-    at::Tensor rank = at::empty({L, R}, long_options);
+    std::vector<std::int32_t> rank(static_cast<std::size_t>(L * R));  // replica rank of each slot
     at::Tensor logcnt = at::empty({L, E}, long_options);
     const float* wp = w.data_ptr<float>();
     std::int64_t* pp = phy2log.data_ptr<std::int64_t>();
-    std::int64_t* rp = rank.data_ptr<std::int64_t>();
+    std::int32_t* rp = rank.data();
     std::int64_t* cp = logcnt.data_ptr<std::int64_t>();
 
     // Layers are independent and each writes its own rows: the result is the same for any
     // number of threads.
-    at::parallel_for(0, L, /*grain_size=*/16, [&](std::int64_t begin, std::int64_t end) {
+    constexpr std::int64_t kBlock = core::HierarchicalPlanner::kBlockLayers;
+    at::parallel_for(0, (L + kBlock - 1) / kBlock, /*grain_size=*/4, [&](std::int64_t begin, std::int64_t end) {
         core::HierarchicalPlanner planner(eff, E, policy);
-        for (std::int64_t l = begin; l < end; ++l)
-            planner.plan_layer(wp + l * E, core::LayerOut{pp + l * R, rp + l * R, cp + l * E});
+        for (std::int64_t l = begin * kBlock; l < std::min(end * kBlock, L); l += kBlock)
+            planner.plan_layers(wp + l * E, static_cast<std::int32_t>(std::min(kBlock, L - l)),
+                                core::LayersOut{pp + l * R, rp + l * R, cp + l * E});
     });
 
     const std::int64_t X = log2phy_width(logcnt, topology, E, policy);

@@ -15,16 +15,10 @@ struct ReplicaOut {
     std::int32_t* count;   ///< [n] replicas of each expert
 };
 
-struct ReplicaScratch {
-    std::vector<std::int32_t> order;
-    std::vector<std::uint64_t> sort_keys;
-    void reserve(std::int32_t experts) { order.resize(static_cast<std::size_t>(experts)); }
-};
-
 /// DeepSeek's replication: each extra slot goes to the expert with the largest float32
 /// `w / count`, lowest id on ties. Only the top `slots - n` experts by (weight desc, id asc) can
-/// ever win, so only they are scanned.
-void replicate_dhondt(const float* weight, std::int32_t n, std::int32_t slots, ReplicaScratch& scratch,
+/// ever win, so only they are scanned: `order` [n] is the experts' stable descending weight order.
+void replicate_dhondt(const float* weight, const std::int32_t* order, std::int32_t n, std::int32_t slots,
                       ReplicaOut out);
 
 /// The seed's replication (seed document, `replicate_experts`): D'Hondt for all but the last
@@ -33,7 +27,27 @@ void replicate_dhondt(const float* weight, std::int32_t n, std::int32_t slots, R
 /// lower second-highest average), argmax ties to the smaller current average then lower id; then one
 /// donor -> receiver move (top-2 donors, bottom-2 receivers by average) when it strictly lowers the
 /// peak. Nothing happens when slots == n.
-void replicate_seed(const float* weight, std::int32_t n, std::int32_t slots, ReplicaScratch& scratch,
-                    ReplicaOut out);
+/// Scratch space for replicate_seed.
+struct ReplicaScratch {
+    std::vector<float> average;  // [n] current w / c
+    std::vector<float> benefit;  // [n] Sainte-Lague or Huntington-Hill priority
+};
+
+void replicate_seed(const float* weight, const std::int32_t* order, std::int32_t n, std::int32_t slots,
+                    ReplicaScratch& scratch, ReplicaOut out);
+
+/// Scratch space for replica_packing_order.
+struct ReplicaOrderScratch {
+    std::vector<std::int32_t> replicated;  // columns of experts with more than one replica
+    std::vector<std::int32_t> singles;     // experts with one copy, in weight order
+};
+
+/// The columns of a replicated row in packing order: stable descending by (`item_load[column]`,
+/// column), where item_load[c] = w[expert[c]] / count[expert[c]]. Equivalent to a stable sort of
+/// all `slots` items, but only the replicas of experts with count > 1 are sorted; they are merged
+/// into `expert_order` (the weight order), which already orders the experts with one copy.
+void replica_packing_order(const float* item_load, const std::int32_t* expert_order, std::int32_t n,
+                           std::int32_t slots, const ReplicaOut& replicas, ReplicaOrderScratch& scratch,
+                           std::int32_t* order);
 
 }  // namespace eplb::core

@@ -77,32 +77,35 @@ void require_same_maps(const std::string& first, const std::string& second, cons
                               " (same key, different plans: made by different eplb versions?)");
 }
 
-// Writes `output` from the plans of `sources`, the first occurrence of each id winning, and
-// `failures`; the index and failures are sorted, so the result does not depend on source order
-// beyond which copy of a duplicate is kept.
+// Writes `output` from the plans of `sources` (the first copy of each id wins) and `failures`.
+// Plans are copied in id order and the failures sorted, so that the same plans and failures give
+// the same bytes however they were split among sources.
 void assemble(const std::vector<std::string>& sources, std::vector<FailureRecord> failures, const std::string& output,
               bool check_duplicates) {
+    std::map<std::string, std::string> origin;  // plan id -> the source it is copied from
+    for (const std::string& source : sources) {
+        const H5::H5File in = open_archive(source);
+        for (const std::string& id : io::child_names(in.openGroup("plans"), source)) {
+            const auto [seen, added] = origin.emplace(id, source);
+            if (!added && check_duplicates) require_same_maps(seen->second, source, id);
+        }
+    }
     const std::string tmp = io::temporary_path(output);
     try {
         {
             const H5::H5File out = io::create_hdf5(tmp);
             const H5::Group out_plans = io::start_archive(out, output);
-            std::map<std::string, std::string> origin;  // plan id -> the source it was copied from
             std::vector<PlanSummary> index;
-            for (const std::string& source : sources) {
-                const H5::H5File in = open_archive(source);
-                const H5::Group in_plans = in.openGroup("plans");
-                for (const std::string& id : io::child_names(in_plans, source)) {
-                    if (const auto seen = origin.find(id); seen != origin.end()) {
-                        if (check_duplicates) require_same_maps(seen->second, source, id);
-                        continue;
-                    }
-                    io::copy_object(in_plans, id, out_plans, output);
-                    origin.emplace(id, source);
-                    index.push_back(io::read_plan_summary(out_plans, id, output));
+            std::string open_source;
+            H5::H5File in;
+            for (const auto& [id, source] : origin) {
+                if (source != open_source) {
+                    in = open_archive(source);
+                    open_source = source;
                 }
+                io::copy_object(in.openGroup("plans"), id, out_plans, output);
+                index.push_back(io::read_plan_summary(out_plans, id, output));
             }
-            std::sort(index.begin(), index.end(), [](const PlanSummary& a, const PlanSummary& b) { return a.id < b.id; });
             io::write_index(out, index, output);
             std::sort(failures.begin(), failures.end());
             failures.erase(std::unique(failures.begin(), failures.end()), failures.end());

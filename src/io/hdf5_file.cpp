@@ -66,7 +66,7 @@ H5::H5File open_hdf5_for_reading(const std::string& path) {
     try {
         return H5::H5File(path, H5F_ACC_RDONLY);
     } catch (const H5::Exception& e) {
-        throw FormatError(path + ": cannot open the HDF5 file (truncated or damaged?): " + e.getDetailMsg());
+        throw FormatError(path + ": cannot open the HDF5 file: truncated or damaged (" + e.getDetailMsg() + ")");
     }
 }
 

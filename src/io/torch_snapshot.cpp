@@ -7,6 +7,7 @@
 
 #include <ATen/core/ivalue.h>
 #include <torch/csrc/jit/serialization/pickle.h>
+#include <torch/version.h>
 
 #include <string>
 #include <vector>
@@ -15,8 +16,9 @@ namespace eplb::io {
 namespace {
 
 const char* const kResaveAdvice =
-    "re-save it in Python with torch.save(obj, f, _use_new_zipfile_serialization=True) "
+    "re-save it in Python with torch.save(torch.load(f), f, _use_new_zipfile_serialization=True) "
     "(the default since PyTorch 1.6)";
+const std::string kLibTorch = "LibTorch " TORCH_VERSION;
 
 bool is_zip(const std::string& bytes) { return bytes.size() >= 4 && bytes.compare(0, 4, "PK\x03\x04") == 0; }
 
@@ -26,16 +28,17 @@ std::string first_line(const std::string& text) { return text.substr(0, text.fin
 // emits for a dict with exactly one key.
 [[noreturn]] void explain_unpickling_error(const std::string& path, const std::string& message) {
     if (message.find("Unknown opcode") != std::string::npos && message.find("115") != std::string::npos)
-        throw FormatError(path +
-                          ": this LibTorch cannot read a torch.save dict with exactly one key (pickle opcode "
-                          "SETITEM); re-save it with a second key, e.g. torch.save({'logical_count': t, 'rank': 0}, f)");
+        throw FormatError(path + ": " + kLibTorch +
+                          " cannot read a torch.save dict with exactly one key (pickle opcode SETITEM); re-save it "
+                          "with a second key, e.g. torch.save({'logical_count': t, 'rank': 0}, f)");
     throw FormatError(path + ": cannot read the torch.save file: " + first_line(message));
 }
 
 c10::IValue unpickle(const std::string& path, const std::string& bytes) {
     if (!is_zip(bytes)) {
         if (!bytes.empty() && static_cast<unsigned char>(bytes[0]) == 0x80)
-            throw FormatError(path + ": legacy (non-zip) torch.save format, which LibTorch cannot read; " + kResaveAdvice);
+            throw FormatError(path + ": legacy (non-zip) torch.save format, which " + kLibTorch + " cannot read; " +
+                              kResaveAdvice);
         throw FormatError(path + ": not a torch.save file (no zip archive); " + kResaveAdvice);
     }
     try {

@@ -98,7 +98,7 @@ public:
     const std::vector<std::string>& strings(const std::string& name) const;
 
     void write(const H5::Group& parent, const std::string& name, const std::string& file) const;
-    /// Reads every member: integers as int64, floats as float64, strings (fixed or variable) as text.
+    /// Reads every member: integers as int64, floats as float64, variable-length strings as text.
     static Table read(const H5::Group& parent, const std::string& name, const std::string& file);
 
 private:

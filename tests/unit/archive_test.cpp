@@ -59,7 +59,9 @@ void expect_same_record(const PlanRecord& a, const PlanRecord& b) {
     EXPECT_EQ(a.window.index, b.window.index);
     EXPECT_TRUE(at::equal(a.window.loads, b.window.loads));
     ASSERT_EQ(a.next_window.has_value(), b.next_window.has_value());
-    if (a.next_window) EXPECT_TRUE(at::equal(a.next_window->loads, b.next_window->loads));
+    if (a.next_window) {
+        EXPECT_TRUE(at::equal(a.next_window->loads, b.next_window->loads));
+    }
     EXPECT_EQ(a.topology, b.topology);
     EXPECT_EQ(a.policy, b.policy);
     EXPECT_EQ(a.policy_options, b.policy_options);
@@ -72,7 +74,9 @@ void expect_same_record(const PlanRecord& a, const PlanRecord& b) {
     if (a.next_metrics) expect_same_metrics(*a.next_metrics, *b.next_metrics);
     EXPECT_EQ(a.previous_plan, b.previous_plan);
     ASSERT_EQ(a.migration.has_value(), b.migration.has_value());
-    if (a.migration) EXPECT_EQ(a.migration->moved_slots, b.migration->moved_slots);
+    if (a.migration) {
+        EXPECT_EQ(a.migration->moved_slots, b.migration->moved_slots);
+    }
     EXPECT_EQ(a.eplb_version, b.eplb_version);
     EXPECT_EQ(a.run.command_line, b.run.command_line);
     EXPECT_EQ(a.run.created, b.run.created);

@@ -20,7 +20,7 @@ bool parse_arguments(const std::vector<std::string>& args, const std::string& us
                      const po::positional_options_description& positional, po::variables_map& vm) {
     po::store(po::command_line_parser(args).options(options).positional(positional).run(), vm);
     if (vm.count("help")) {
-        std::cout << usage << "\n\n" << options;
+        std::cout << usage << "\n\n" << options << "\n";
         return false;
     }
     po::notify(vm);

@@ -1,6 +1,8 @@
 #include "cli/report.hpp"
 
+#include <algorithm>
 #include <filesystem>
+#include <tuple>
 #include <string>
 
 namespace eplb::cli {
@@ -14,16 +16,16 @@ std::string window_text(const Window& w) {
 }
 
 void print_aggregates(std::FILE* out, const PlanMetrics& m, const char* title) {
+    const std::string bound = "bound ratio (" + to_string(m.bound_kind) + ")";
     std::fprintf(out, "%s\n", title);
-    std::fprintf(out, "  aggregate balancedness   %.6f   (sum of mean GPU loads / sum of max GPU loads)\n",
+    std::fprintf(out, "  %-26s %.6f   (sum of mean GPU loads / sum of max GPU loads)\n", "aggregate balancedness",
                  m.aggregate_balancedness);
-    std::fprintf(out, "  mean of layers           %.6f\n", m.mean_balancedness);
-    std::fprintf(out, "  imbalance ratio          %.6f   ((max - mean) / mean, aggregated)\n", m.aggregate_imbalance_ratio);
-    std::fprintf(out, "  node balancedness        %.6f\n", m.aggregate_node_balancedness);
-    std::fprintf(out, "  bound ratio (%s)%s %.6f   (best reachable by any such plan)\n", to_string(m.bound_kind).c_str(),
-                 m.bound_kind == BoundKind::global ? "      " : "", m.bound_ratio);
-    std::fprintf(out, "  gap                      %.6f   (1 = provably optimal)\n", m.aggregate_gap);
-    std::fprintf(out, "  duplicates               %lld\n", static_cast<long long>(m.total_duplicates));
+    std::fprintf(out, "  %-26s %.6f\n", "mean of layers", m.mean_balancedness);
+    std::fprintf(out, "  %-26s %.6f   ((max - mean) / mean, aggregated)\n", "imbalance ratio", m.aggregate_imbalance_ratio);
+    std::fprintf(out, "  %-26s %.6f\n", "node balancedness", m.aggregate_node_balancedness);
+    std::fprintf(out, "  %-26s %.6f   (best reachable by any such plan)\n", bound.c_str(), m.bound_ratio);
+    std::fprintf(out, "  %-26s %.6f   (1 = provably optimal)\n", "gap", m.aggregate_gap);
+    std::fprintf(out, "  %-26s %lld\n", "duplicates", static_cast<long long>(m.total_duplicates));
 }
 
 void print_layers(std::FILE* out, const PlanRecord& r) {
@@ -78,7 +80,7 @@ std::string optional_number(const std::optional<Aggregates>& a, double Aggregate
 void print_plan(std::FILE* out, const PlanRecord& r, bool layers) {
     const PlanMetrics& m = r.metrics;
     std::fprintf(out, "eplb plan: %s\n", r.source.path.c_str());
-    std::fprintf(out, "  %lld MoE layers of %lld experts (%lld layers recorded), topology %s (%s), policy %s\n",
+    std::fprintf(out, "  %lld MoE layers of %lld experts (%lld layers in the model), topology %s (%s), policy %s\n",
                  static_cast<long long>(r.plan.num_layers()), static_cast<long long>(r.plan.num_experts()),
                  static_cast<long long>(r.source.model_layers), r.topology.to_string().c_str(),
                  r.topology.is_hierarchical() ? "hierarchical" : "global fallback", r.policy.c_str());
@@ -97,7 +99,7 @@ void print_plan(std::FILE* out, const PlanRecord& r, bool layers) {
                      static_cast<long long>(t.moved_slots), static_cast<long long>(t.gpu_transfers),
                      static_cast<long long>(t.node_transfers));
     }
-    std::fprintf(out, "planning time              %.3f ms\n", r.run.planning_seconds * 1e3);
+    std::fprintf(out, "%-28s %.3f ms\n", "planning time", r.run.planning_seconds * 1e3);
 }
 
 json plan_json(const PlanRecord& r, bool layers) {
@@ -141,7 +143,11 @@ json plan_json(const PlanRecord& r, bool layers) {
     return out;
 }
 
-void print_summaries(std::FILE* out, const std::vector<PlanSummary>& plans) {
+void print_summaries(std::FILE* out, std::vector<PlanSummary> plans) {
+    // Grouped for reading: by input, topology, policy, then window.
+    std::stable_sort(plans.begin(), plans.end(), [](const PlanSummary& a, const PlanSummary& b) {
+        return std::tie(a.source, a.topology, a.policy, a.window) < std::tie(b.source, b.topology, b.policy, b.window);
+    });
     std::fprintf(out, "%-16s  %-32s %7s  %-13s %-9s %6s %12s %12s %11s %8s %5s %6s\n", "id", "source", "window",
                  "topology", "policy", "layers", "balancedness", "next_window", "bound_ratio", "gap", "dups", "moved");
     for (const PlanSummary& p : plans) {

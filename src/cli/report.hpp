@@ -17,9 +17,9 @@ void print_plan(std::FILE* out, const PlanRecord& record, bool layers);
 /// A plan as JSON: identity, aggregates (and next-window, migration) and, when `layers`, per layer.
 nlohmann::json plan_json(const PlanRecord& record, bool layers);
 
-/// One line per plan: id, source, window, topology, policy, in-sample and next-window
-/// balancedness, bound ratio, gap, duplicates, moved slots.
-void print_summaries(std::FILE* out, const std::vector<PlanSummary>& plans);
+/// One line per plan, grouped by input, topology, policy and window: id, source, window, topology,
+/// policy, in-sample and next-window balancedness, bound ratio, gap, duplicates, moved slots.
+void print_summaries(std::FILE* out, std::vector<PlanSummary> plans);
 
 /// The summaries as a JSON array.
 nlohmann::json summaries_json(const std::vector<PlanSummary>& plans);

@@ -141,23 +141,24 @@ ArchiveWriter::ArchiveWriter(std::string path, Mode mode) : state_(std::make_uni
     s.path = std::move(path);
     s.parts = s.path + kPartsSuffix;
     std::error_code ec;
-    if (fs::exists(s.parts, ec)) {
-        if (mode == Mode::replace)
-            throw UsageError(s.parts + " holds the plans of an interrupted run: resume it (--append), or delete that "
-                                       "directory to start afresh");
-        s.keep_existing = read_base(s.parts) == "append";
-        for (const auto& entry : fs::directory_iterator(s.parts))  // leftovers of a killed writer
-            if (entry.path().string().find(".tmp.") != std::string::npos) fs::remove(entry.path(), ec);
-    } else {
-        if (!fs::create_directories(s.parts, ec) && ec)
-            throw IoError(s.parts + ": cannot create the directory: " + ec.message());
-        io::write_file_atomically(s.parts + "/" + kBaseFile, mode == Mode::append ? "append" : "replace");
-        io::sync_directory(parent_of(s.parts));
-        s.keep_existing = mode == Mode::append;
-    }
+    const bool resuming = fs::exists(s.parts, ec);
+    if (resuming && mode == Mode::replace)
+        throw UsageError(s.parts + " holds the plans of an interrupted run: resume it (--append), or delete that "
+                                   "directory to start afresh");
+    s.keep_existing = resuming ? read_base(s.parts) == "append" : mode == Mode::append;
+    // An archive to append to is read before anything is written, so a bad one changes nothing.
     if (s.keep_existing && fs::exists(s.path))
         for (const std::string& id : ArchiveReader(s.path).plan_ids()) s.finished.insert(id);
-    for (const fs::path& part : parts_where(s.parts, is_plan_part)) s.finished.insert(part.stem().string());
+    if (resuming) {
+        for (const auto& entry : fs::directory_iterator(s.parts))  // leftovers of a killed writer
+            if (entry.path().string().find(".tmp.") != std::string::npos) fs::remove(entry.path(), ec);
+        for (const fs::path& part : parts_where(s.parts, is_plan_part)) s.finished.insert(part.stem().string());
+        return;
+    }
+    if (!fs::create_directories(s.parts, ec) && ec)
+        throw IoError(s.parts + ": cannot create the directory: " + ec.message());
+    io::write_file_atomically(s.parts + "/" + kBaseFile, s.keep_existing ? "append" : "replace");
+    io::sync_directory(parent_of(s.parts));
 }
 
 ArchiveWriter::~ArchiveWriter() = default;

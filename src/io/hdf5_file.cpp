@@ -56,7 +56,7 @@ H5::Attribute create_attribute(const H5::H5Object& object, const std::string& na
 }  // namespace
 
 void check_hdf5(long long status, const std::string& file, const std::string& what) {
-    if (status < 0) throw FormatError(file + ": " + what + " failed");
+    if (status < 0) throw IoError(file + ": " + what + " failed");
 }
 
 H5::H5File open_hdf5_for_reading(const std::string& path) {
@@ -92,7 +92,7 @@ std::vector<std::string> child_names(const H5::Group& group, const std::string& 
 }
 
 H5::Group create_group(const H5::Group& parent, const std::string& name, const std::string& file) {
-    return hdf5_call(file, "creating group '" + name + "'", [&] {
+    return hdf5_call<IoError>(file, "creating group '" + name + "'", [&] {
         const H5::PropList gcpl = untimed(H5::PropList(H5P_GROUP_CREATE));
         const hid_t id = H5Gcreate2(parent.getId(), name.c_str(), H5P_DEFAULT, gcpl.getId(), H5P_DEFAULT);
         check_hdf5(id, file, "creating group '" + name + "'");
@@ -127,7 +127,7 @@ void write_tensor(const H5::Group& parent, const std::string& name, const at::Te
     if (t.scalar_type() != at::kLong && t.scalar_type() != at::kInt && t.scalar_type() != at::kFloat &&
         t.scalar_type() != at::kDouble)
         throw IoError(file + ": dataset '" + name + "': cannot store dtype " + std::string(c10::toString(t.scalar_type())));
-    hdf5_call(file, "writing dataset '" + name + "'", [&] {
+    hdf5_call<IoError>(file, "writing dataset '" + name + "'", [&] {
         std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
         const H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
         H5::DSetCreatPropList dcpl = untimed(H5::DSetCreatPropList());
@@ -205,7 +205,7 @@ std::vector<std::int64_t> read_int_vector_attribute(const H5::H5Object& object, 
 }
 
 void write_attribute(const H5::H5Object& object, const std::string& name, const std::string& value, const std::string& file) {
-    hdf5_call(file, "writing attribute '" + name + "'", [&] {
+    hdf5_call<IoError>(file, "writing attribute '" + name + "'", [&] {
         const H5::StrType type = utf8_string_type();
         create_attribute(object, name, type, H5::DataSpace(H5S_SCALAR)).write(type, value);
     });
@@ -216,14 +216,14 @@ void write_attribute(const H5::H5Object& object, const std::string& name, const 
 }
 
 void write_attribute(const H5::H5Object& object, const std::string& name, std::int64_t value, const std::string& file) {
-    hdf5_call(file, "writing attribute '" + name + "'", [&] {
+    hdf5_call<IoError>(file, "writing attribute '" + name + "'", [&] {
         create_attribute(object, name, H5::PredType::NATIVE_INT64, H5::DataSpace(H5S_SCALAR))
             .write(H5::PredType::NATIVE_INT64, &value);
     });
 }
 
 void write_attribute(const H5::H5Object& object, const std::string& name, double value, const std::string& file) {
-    hdf5_call(file, "writing attribute '" + name + "'", [&] {
+    hdf5_call<IoError>(file, "writing attribute '" + name + "'", [&] {
         create_attribute(object, name, H5::PredType::NATIVE_DOUBLE, H5::DataSpace(H5S_SCALAR))
             .write(H5::PredType::NATIVE_DOUBLE, &value);
     });
@@ -231,7 +231,7 @@ void write_attribute(const H5::H5Object& object, const std::string& name, double
 
 void write_attribute(const H5::H5Object& object, const std::string& name, const std::vector<std::int64_t>& values,
                      const std::string& file) {
-    hdf5_call(file, "writing attribute '" + name + "'", [&] {
+    hdf5_call<IoError>(file, "writing attribute '" + name + "'", [&] {
         const hsize_t n = values.size();
         const H5::DataSpace space = n ? H5::DataSpace(1, &n) : H5::DataSpace(H5S_NULL);
         const H5::Attribute attr = create_attribute(object, name, H5::PredType::NATIVE_INT64, space);
@@ -289,7 +289,7 @@ const std::vector<std::string>& Table::strings(const std::string& name) const { 
 void Table::write(const H5::Group& parent, const std::string& name, const std::string& file) const {
     // Row layout: 8 bytes per member (int64, float64, or a char* to a NUL-terminated string).
     const std::size_t row_size = 8 * std::max<std::size_t>(columns_.size(), 1);
-    hdf5_call(file, "writing table '" + name + "'", [&] {
+    hdf5_call<IoError>(file, "writing table '" + name + "'", [&] {
         H5::CompType type(row_size);
         const H5::StrType text_type = utf8_string_type();
         for (std::size_t c = 0; c < columns_.size(); ++c) {

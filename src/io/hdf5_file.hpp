@@ -16,17 +16,19 @@
 
 namespace eplb::io {
 
-/// Runs `f()`; an H5::Exception becomes FormatError("<file>: <what>: <HDF5 detail>").
-template <typename F>
+/// Runs `f()`; an H5::Exception becomes `Failure("<file>: <what>: <HDF5 detail>")`: FormatError
+/// when reading, IoError when writing.
+template <typename Failure = FormatError, typename F>
 auto hdf5_call(const std::string& file, const std::string& what, F&& f) -> decltype(f()) {
     try {
         return std::forward<F>(f)();
     } catch (const H5::Exception& e) {
-        throw FormatError(file + ": " + what + ": " + e.getDetailMsg());
+        throw Failure(file + ": " + what + ": " + e.getDetailMsg());
     }
 }
 
-/// Throws FormatError("<file>: <what> failed") when a C API call returned a negative status.
+/// Throws IoError("<file>: <what> failed") when a C API call (all of them write) returned a
+/// negative status.
 void check_hdf5(long long status, const std::string& file, const std::string& what);
 
 /// Opens an existing HDF5 file read-only; throws FormatError when it is missing, not HDF5, or

@@ -195,6 +195,14 @@ TEST(Archive, ReplaceKeepsTheOldArchiveUntilCommit) {
     EXPECT_EQ(ids_of(ArchiveReader(dir / "a.h5").plans()), std::vector<std::string>{records[1].id});
 }
 
+TEST(Archive, AppendingToAnotherKindOfFileChangesNothing) {
+    TempDir dir;
+    test::write_text(dir / "a.h5", "not an archive");
+    EXPECT_THROW(ArchiveWriter(dir / "a.h5", ArchiveWriter::Mode::append), FormatError);
+    EXPECT_FALSE(fs::exists(dir / "a.h5.parts"));
+    EXPECT_EQ(test::read_text(dir / "a.h5"), "not an archive");
+}
+
 TEST(Archive, AppendingReplacesTheFailuresOfInputsPlannedAgain) {
     TempDir dir;
     const std::vector<PlanRecord> records = fixture_records();

@@ -14,12 +14,6 @@
 namespace eplb::io {
 namespace {
 
-std::string shape_text(const at::Tensor& t) {
-    std::string s = "[";
-    for (std::int64_t d = 0; d < t.dim(); ++d) s += (d ? "," : "") + std::to_string(t.size(d));
-    return s + "]";
-}
-
 std::string optional_string(const H5::H5File& file, const std::string& name, const std::string& path) {
     return has_attribute(file, name) ? read_string_attribute(file, name, path) : std::string();
 }
@@ -31,16 +25,7 @@ RawSnapshot read_hdf5_raw(const std::string& path) {
     if (!has_child(file, "logical_count"))
         throw FormatError(path + ": no dataset 'logical_count' (eplb's HDF5 snapshot holds logical_count "
                                  "[steps, layers, experts] or [layers, experts])");
-    const at::Tensor counts = read_tensor(file, "logical_count", path);
-    if (counts.dim() != 2 && counts.dim() != 3)
-        throw FormatError(path + ": logical_count has shape " + shape_text(counts) +
-                          "; expected [steps, layers, experts] or [layers, experts]");
-    if (counts.numel() == 0)
-        throw FormatError(path + ": logical_count has shape " + shape_text(counts) + "; it holds no counts");
-    RawSnapshot raw;
-    raw.format = "eplb-hdf5";
-    raw.has_step_axis = counts.dim() == 3;
-    raw.steps = (counts.dim() == 3 ? counts : counts.unsqueeze(0)).to(at::kDouble).contiguous();
+    RawSnapshot raw = raw_counts(path, "eplb-hdf5", read_tensor(file, "logical_count", path));
     if (has_attribute(file, "layer_ids")) raw.row_ids = read_int_vector_attribute(file, "layer_ids", path);
     if (has_attribute(file, "num_model_layers")) raw.model_layers = read_int_attribute(file, "num_model_layers", path);
     raw.model = optional_string(file, "model", path);

@@ -23,6 +23,10 @@ struct RawSnapshot {
     std::string checkpoint;
 };
 
+/// A RawSnapshot of `format` holding `logical_count` [T, L, C] or [L, C] (any real dtype); throws
+/// FormatError naming the file when it has another rank, no element, or a non-numeric dtype.
+RawSnapshot raw_counts(const std::string& path, const std::string& format, const at::Tensor& counts);
+
 /// JSON: SGLang's `logical_count` [L][E] or vLLM's `load_history`.
 RawSnapshot read_json_raw(const std::string& path);
 

@@ -2,11 +2,11 @@
 #include "io/files.hpp"
 #include "io/raw_snapshot.hpp"
 #include "io/sha256.hpp"
+#include "io/shape_text.hpp"
 
 #include <eplb/errors.hpp>
 #include <eplb/snapshot.hpp>
 
-#include <ATen/ops/empty.h>
 #include <ATen/ops/index_select.h>
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
@@ -110,6 +110,23 @@ std::vector<std::int64_t> checked_row_ids(const std::string& path, const RawSnap
 }
 
 }  // namespace
+
+RawSnapshot raw_counts(const std::string& path, const std::string& format, const at::Tensor& counts) {
+    if (counts.dim() != 2 && counts.dim() != 3)
+        throw FormatError(path + ": logical_count has shape " + shape_text(counts) +
+                          "; expected [steps, layers, experts] or [layers, experts]");
+    if (counts.numel() == 0)
+        throw FormatError(path + ": logical_count has shape " + shape_text(counts) + "; it holds no counts");
+    const at::ScalarType type = counts.scalar_type();
+    if (!(at::isFloatingType(type) || at::isIntegralType(type, /*includeBool=*/false)))
+        throw FormatError(path + ": logical_count has dtype " + std::string(c10::toString(type)) +
+                          "; expected integer or floating-point counts");
+    RawSnapshot raw;
+    raw.format = format;
+    raw.has_step_axis = counts.dim() == 3;
+    raw.steps = (counts.dim() == 3 ? counts : counts.unsqueeze(0)).to(at::kCPU).to(at::kDouble).contiguous();
+    return raw;
+}
 
 void require_valid_counts(const std::string& path, const RawSnapshot& raw) {
     const at::Tensor s = raw.steps;

@@ -68,30 +68,10 @@ at::Tensor logical_count_of(const std::string& path, const c10::IValue& top) {
     throw FormatError(path + ": no key 'logical_count' in the dict (keys: " + keys + ")");
 }
 
-std::string shape_of(const at::Tensor& t) {
-    std::string s = "[";
-    for (std::int64_t d = 0; d < t.dim(); ++d) s += (d ? "," : "") + std::to_string(t.size(d));
-    return s + "]";
-}
-
 }  // namespace
 
 RawSnapshot read_torch_raw(const std::string& path, const std::string& bytes) {
-    const at::Tensor counts = logical_count_of(path, unpickle(path, bytes));
-    if (counts.dim() != 2 && counts.dim() != 3)
-        throw FormatError(path + ": logical_count has shape " + shape_of(counts) +
-                          "; expected [steps, layers, experts] or [layers, experts]");
-    if (counts.numel() == 0)
-        throw FormatError(path + ": logical_count has shape " + shape_of(counts) + "; it holds no counts");
-    const at::ScalarType type = counts.scalar_type();
-    if (!(at::isFloatingType(type) || at::isIntegralType(type, /*includeBool=*/false)))
-        throw FormatError(path + ": logical_count has dtype " + std::string(c10::toString(type)) +
-                          "; expected integer or floating-point counts");
-    RawSnapshot raw;
-    raw.format = "sglang-torch";
-    raw.has_step_axis = counts.dim() == 3;
-    raw.steps = (counts.dim() == 3 ? counts : counts.unsqueeze(0)).to(at::kCPU).to(at::kDouble).contiguous();
-    return raw;
+    return raw_counts(path, "sglang-torch", logical_count_of(path, unpickle(path, bytes)));
 }
 
 }  // namespace eplb::io

@@ -1,4 +1,6 @@
 // verify_archive: every plan re-checked and every stored metric recomputed from the stored maps.
+#include "io/shape_text.hpp"
+
 #include <eplb/archive.hpp>
 #include <eplb/errors.hpp>
 
@@ -112,12 +114,6 @@ void compare_summaries(Problems& p, const std::string& prefix, const PlanSummary
     }
 }
 
-std::string shape_text(const at::Tensor& t) {
-    std::string s = "[";
-    for (std::int64_t d = 0; d < t.dim(); ++d) s += (d ? "," : "") + std::to_string(t.size(d));
-    return s + "]";
-}
-
 // Shapes and ids; false when the plan is too broken to recompute anything.
 bool check_structure(Problems& p, const PlanRecord& r, const std::string& group_name) {
     p.value("id", r.id, group_name);
@@ -143,7 +139,7 @@ bool check_structure(Problems& p, const PlanRecord& r, const std::string& group_
             "layer_ids has " + std::to_string(r.layer_ids.size()) + " entries; the plan has " + std::to_string(L) + " layers");
     for (const Window* w : {&r.window, r.next_window ? &*r.next_window : nullptr})
         if (w) require(w->loads.dim() == 2 && w->loads.size(0) == L && w->loads.size(1) == E,
-                       "loads have shape " + shape_text(w->loads) + "; expected [" + std::to_string(L) + "," +
+                       "loads have shape " + io::shape_text(w->loads) + "; expected [" + std::to_string(L) + "," +
                            std::to_string(E) + "]");
     for (std::size_t i = 0; i < r.layer_ids.size(); ++i)
         if (r.layer_ids[i] < 0 || r.layer_ids[i] >= r.source.model_layers || (i && r.layer_ids[i] <= r.layer_ids[i - 1])) {

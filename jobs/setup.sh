@@ -9,9 +9,9 @@ PACKAGES="
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools
   libboost-program-options-dev
-  nlohmann-json3-dev libyaml-cpp-dev
+  nlohmann-json3-dev libyaml-cpp-dev libssl-dev
   libgtest-dev libbenchmark-dev
-  python3 python3-torch python3-h5py python3-matplotlib python3-numpy
+  python3 python3-torch python3-h5py python3-matplotlib python3-numpy python3-pandas
 "
 # Extra packages, e.g. EPLB_EXTRA_PACKAGES="slurm-wlm munge" for the Slurm job tests.
 PACKAGES="$PACKAGES ${EPLB_EXTRA_PACKAGES:-}"

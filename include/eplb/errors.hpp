@@ -39,6 +39,12 @@ public:
     using Error::Error;
 };
 
+/// A file that cannot be written, renamed or removed; the message names the file and the reason.
+class IoError : public Error {
+public:
+    using Error::Error;
+};
+
 /// A command-line or configuration value that is not allowed.
 class UsageError : public Error {
 public:

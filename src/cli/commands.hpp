@@ -15,5 +15,9 @@ enum ExitCode : int {
 };
 
 int run_plan(const std::vector<std::string>& args);
+int run_inspect(const std::vector<std::string>& args);
+int run_verify(const std::vector<std::string>& args);
+int run_export(const std::vector<std::string>& args);
+int run_merge(const std::vector<std::string>& args);
 
 }  // namespace eplb::cli

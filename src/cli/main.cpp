@@ -19,7 +19,12 @@ Plans where the experts of a Mixture-of-Experts model go on a GPU cluster, from 
 per-expert token loads, so that the busiest GPU carries as little as possible.
 
 commands:
-  plan      plan one load snapshot and print per-layer and aggregate metrics
+  plan      plan load snapshots for topologies and policies; print the metrics or
+            write them all to an HDF5 plan archive (--out)
+  inspect   summarise an archive, or show one plan (--plan ID [--layers])
+  verify    re-check every plan of an archive and recompute its metrics
+  export    write a plan as SGLang's or TensorRT-LLM's deployment file
+  merge     merge several archives into one
 
 options:
   -h, --help     show this help (or `eplb <command> --help` for a command's options)
@@ -35,6 +40,10 @@ struct Command {
 
 const Command kCommands[] = {
     {"plan", eplb::cli::run_plan},
+    {"inspect", eplb::cli::run_inspect},
+    {"verify", eplb::cli::run_verify},
+    {"export", eplb::cli::run_export},
+    {"merge", eplb::cli::run_merge},
 };
 
 int dispatch(int argc, char** argv) {

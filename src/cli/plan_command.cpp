@@ -1,141 +1,213 @@
-// eplb plan: plan one snapshot and print its metrics.
+// eplb plan: plan snapshots for topologies and policies; print the metrics or write an archive.
 #include "cli/commands.hpp"
+#include "cli/options.hpp"
+#include "cli/report.hpp"
 
+#include <eplb/archive.hpp>
 #include <eplb/errors.hpp>
-#include <eplb/metrics.hpp>
 #include <eplb/rebalance.hpp>
 #include <eplb/snapshot.hpp>
 
-#include <boost/program_options.hpp>
-#include <nlohmann/json.hpp>
+#include <c10/util/Exception.h>
 
-#include <chrono>
+#include <charconv>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 
 namespace eplb::cli {
 namespace {
 
-namespace po = boost::program_options;
+const char* const kUsageText =
+    "usage: eplb plan [--input] FILE... --topology R/groups/N/G... [--policy NAME...] [--out ARCHIVE] [options]\n"
+    "\n"
+    "Plans every window of every input for every topology and policy. Without --out, prints each\n"
+    "plan's per-layer and aggregate metrics; with --out, writes them all to one HDF5 archive and\n"
+    "prints its summary. Inputs that fail are reported and skipped (exit code 3).";
 
 struct PlanArgs {
-    std::string input;
-    std::string topology;
-    std::string policy;
+    std::vector<std::string> inputs;
+    std::vector<std::string> topologies;
+    std::vector<std::string> policies;
+    std::string windows = "sum";
+    std::int64_t experts = 0;
+    std::vector<std::string> zero_columns;
+    std::string out;
+    bool append = false;
     bool json = false;
 };
 
 po::options_description plan_options(PlanArgs& a) {
-    po::options_description d("eplb plan --input FILE --topology R/groups/N/G [options]");
+    po::options_description d("options");
     d.add_options()
         ("help,h", "show this help")
-        ("input,i", po::value(&a.input)->required(), "load snapshot: JSON with logical_count [layers][experts]")
-        ("topology,t", po::value(&a.topology)->required(), "R/groups/N/G, e.g. 288/8/4/32")
-        ("policy,p", po::value(&a.policy)->default_value("deepseek"), "deepseek | seed")
-        ("json", po::bool_switch(&a.json), "print machine-readable JSON instead of a table");
+        ("input,i", po::value(&a.inputs)->composing(),
+         "load snapshot (repeatable, or positional): SGLang recorder dump (.pt) or statistics (JSON), "
+         "vLLM load_history (JSON), eplb HDF5 snapshot (.h5)")
+        ("topology,t", po::value(&a.topologies)->required()->composing(), "R/groups/N/G, e.g. 288/8/4/32 (repeatable)")
+        ("policy,p", po::value(&a.policies)->composing(), "deepseek | seed | all (repeatable; default deepseek)")
+        ("windows,w", po::value(&a.windows)->default_value("sum"),
+         "sum | each | K: plan the sum of all recorded steps, every step, or sums of K consecutive steps")
+        ("experts,e", po::value(&a.experts)->default_value(0), "keep only the first E columns as experts (0: all)")
+        ("zero-columns,z", po::value(&a.zero_columns)->composing(),
+         "columns to set to zero before planning, e.g. 255 (comma-separated, repeatable)")
+        ("out,o", po::value(&a.out), "write every plan to this HDF5 archive (replaced whole when done)")
+        ("append", po::bool_switch(&a.append),
+         "keep the plans already in --out and add the new ones (also resumes an interrupted run)")
+        ("json", po::bool_switch(&a.json), "print machine-readable JSON instead of tables");
     return d;
 }
 
-struct PlanRun {
-    Snapshot snapshot;
-    Topology topology;
-    Policy policy;
-    PlanMetrics metrics;
-    double seconds = 0.0;
+std::int64_t parse_column(const std::string& text) {
+    std::int64_t v = -1;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end != text.data() + text.size() || v < 0)
+        throw UsageError("--zero-columns: '" + text + "' is not a column index (a non-negative integer)");
+    return v;
+}
+
+ReadOptions read_options(const PlanArgs& a) {
+    ReadOptions o;
+    o.windowing = Windowing::parse(a.windows);
+    if (a.experts < 0) throw UsageError("--experts " + std::to_string(a.experts) + " must be 0 (all) or positive");
+    o.num_experts = a.experts;
+    for (const std::string& list : a.zero_columns)
+        for (const std::string& c : split_list(list)) o.zero_columns.push_back(parse_column(c));
+    return o;
+}
+
+std::vector<Policy> parse_policies(const std::vector<std::string>& names) {
+    if (names.empty()) return {Policy::deepseek};
+    std::vector<Policy> out;
+    for (const std::string& list : names)
+        for (const std::string& name : split_list(list)) {
+            if (name == "all") return all_policies();
+            out.push_back(parse_policy(name));
+        }
+    return out;
+}
+
+// The bound a policy's plans are compared with: the reference policies keep groups on nodes
+// when the topology allows it.
+BoundKind bound_kind_for(Policy, const Topology& topology) { return reference_bound_kind(topology); }
+
+std::string message_of(const std::exception& e) {
+    if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
+    return e.what();
+}
+
+// Plans the inputs one by one; a failing input (or input x topology x policy) is reported,
+// recorded, and skipped.
+class PlanRunner {
+public:
+    PlanRunner(const PlanArgs& a, std::string command_line)
+        : args_(a), options_(read_options(a)), policies_(parse_policies(a.policies)), command_line_(std::move(command_line)) {
+        for (const std::string& t : a.topologies) topologies_.push_back(Topology::parse(t));
+        if (!a.out.empty())
+            writer_.emplace(a.out, a.append ? ArchiveWriter::Mode::append : ArchiveWriter::Mode::replace);
+    }
+
+    void run_input(const std::string& input) {
+        std::optional<Snapshot> snapshot;
+        try {
+            snapshot = read_snapshot(input, options_);
+        } catch (const std::exception& e) {
+            fail(FailureRecord{input, "", "", message_of(e)});
+            return;
+        }
+        for (const Topology& topology : topologies_)
+            for (const Policy policy : policies_) run_plan(*snapshot, PlanRequest{topology, policy, "{}", bound_kind_for(policy, topology)});
+    }
+
+    int finish() {
+        if (writer_) {
+            writer_->commit();
+            const ArchiveReader archive(args_.out);
+            if (args_.json) {
+                std::cout << nlohmann::json{{"archive", args_.out}, {"plans", summaries_json(archive.plans())}}.dump(2) << "\n";
+            } else {
+                print_summaries(stdout, archive.plans());
+                print_failures(stdout, archive.failures());
+                std::printf("\nwrote %s: %zu plans (%lld made now), %zu failures\n", args_.out.c_str(),
+                            archive.plans().size(), static_cast<long long>(planned_), archive.failures().size());
+            }
+        } else if (args_.json) {
+            std::cout << (printed_.size() == 1 ? printed_.front() : nlohmann::json(printed_)).dump(2) << "\n";
+        }
+        if (failed_ == 0) return kSuccess;
+        return planned_ + skipped_ > 0 ? kPartialFailure : kFailure;
+    }
+
+private:
+    void run_plan(const Snapshot& snapshot, const PlanRequest& request) {
+        if (writer_ && all_finished(snapshot, request)) {
+            skipped_ += 1;
+            return;
+        }
+        try {
+            for (const PlanRecord& r : plan_windows(snapshot, options_, request, command_line_)) {
+                emit(r);
+                planned_ += 1;
+            }
+        } catch (const std::exception& e) {
+            fail(FailureRecord{snapshot.source, request.topology.to_string(), to_string(request.policy),
+                               snapshot.source + ": logical_count [" + std::to_string(snapshot.num_layers()) + " MoE layers x " +
+                                   std::to_string(snapshot.num_experts()) + " experts] cannot be planned for topology " +
+                                   request.topology.to_string() + " with policy " + to_string(request.policy) + ": " +
+                                   message_of(e)});
+        }
+    }
+
+    bool all_finished(const Snapshot& snapshot, const PlanRequest& request) const {
+        const auto n = static_cast<std::int64_t>(make_windows(snapshot, options_.windowing).size());
+        for (std::int64_t w = 0; w < n; ++w)
+            if (!writer_->contains(plan_identity(snapshot, options_, request, w).id())) return false;
+        return true;
+    }
+
+    void emit(const PlanRecord& r) {
+        if (writer_) {
+            writer_->add(r);
+        } else if (args_.json) {
+            printed_.push_back(plan_json(r, /*layers=*/true));
+        } else {
+            if (tables_printed_++) std::printf("\n");
+            print_plan(stdout, r, /*layers=*/true);
+        }
+    }
+
+    void fail(const FailureRecord& f) {
+        std::fflush(stdout);
+        std::fprintf(stderr, "eplb: error: %s\n", f.message.c_str());
+        if (writer_) writer_->add_failure(f);
+        failed_ += 1;
+    }
+
+    const PlanArgs& args_;
+    ReadOptions options_;
+    std::vector<Policy> policies_;
+    std::vector<Topology> topologies_;
+    std::string command_line_;
+    std::optional<ArchiveWriter> writer_;
+    std::vector<nlohmann::json> printed_;
+    std::int64_t planned_ = 0, skipped_ = 0, failed_ = 0, tables_printed_ = 0;
 };
-
-PlanRun plan_snapshot(const PlanArgs& a) {
-    PlanRun run{read_json_snapshot(a.input), Topology::parse(a.topology), parse_policy(a.policy), {}, 0.0};
-    const at::Tensor loads = run.snapshot.steps.sum(0);
-    run.topology.validate(loads.size(1));
-    const auto start = std::chrono::steady_clock::now();
-    const Plan plan = rebalance(loads, run.topology, run.policy);
-    run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    run.metrics = evaluate(plan, loads, run.topology, reference_bound_kind(run.topology));
-    return run;
-}
-
-const char* bound_name(BoundKind k) { return k == BoundKind::hierarchical ? "hierarchical" : "global"; }
-
-void print_table(const PlanRun& r) {
-    const PlanMetrics& m = r.metrics;
-    std::printf("eplb plan: %s\n", r.snapshot.source.c_str());
-    std::printf("  %lld MoE layers of %lld experts (%lld layers recorded), topology %s (%s), policy %s\n",
-                static_cast<long long>(r.snapshot.num_layers()), static_cast<long long>(r.snapshot.num_experts()),
-                static_cast<long long>(r.snapshot.model_layers), r.topology.to_string().c_str(),
-                r.topology.is_hierarchical() ? "hierarchical" : "global fallback", to_string(r.policy).c_str());
-    std::printf("\n%6s %12s %14s %14s %14s %8s %10s %5s\n", "layer", "balancedness", "max_gpu_load", "mean_gpu_load",
-                "lower_bound", "gap", "imbalance", "dups");
-    for (std::size_t l = 0; l < m.balancedness.size(); ++l)
-        std::printf("%6lld %12.6f %14.1f %14.1f %14.1f %8.5f %10.5f %5lld\n",
-                    static_cast<long long>(r.snapshot.layer_ids[l]), m.balancedness[l], m.max_gpu_load[l],
-                    m.mean_gpu_load[l], m.lower_bound[l], m.gap[l], m.imbalance_ratio[l],
-                    static_cast<long long>(m.duplicates[l]));
-    std::printf("\naggregate balancedness   %.6f   (sum of mean GPU loads / sum of max GPU loads)\n",
-                m.aggregate_balancedness);
-    std::printf("mean of layers           %.6f\n", m.mean_balancedness);
-    std::printf("imbalance ratio          %.6f   ((max - mean) / mean, aggregated)\n", m.aggregate_imbalance_ratio);
-    std::printf("node balancedness        %.6f\n", m.aggregate_node_balancedness);
-    std::printf("bound ratio (%s) %.6f   (best reachable by any such plan)\n", bound_name(m.bound_kind), m.bound_ratio);
-    std::printf("gap                      %.6f   (1 = provably optimal)\n", m.aggregate_gap);
-    std::printf("duplicates               %lld\n", static_cast<long long>(m.total_duplicates));
-    std::printf("planning time            %.3f ms\n", r.seconds * 1e3);
-}
-
-void print_json(const PlanRun& r) {
-    const PlanMetrics& m = r.metrics;
-    nlohmann::json layers = nlohmann::json::array();
-    for (std::size_t l = 0; l < m.balancedness.size(); ++l)
-        layers.push_back({{"layer", r.snapshot.layer_ids[l]},
-                          {"balancedness", m.balancedness[l]},
-                          {"max_gpu_load", m.max_gpu_load[l]},
-                          {"mean_gpu_load", m.mean_gpu_load[l]},
-                          {"node_balancedness", m.node_balancedness[l]},
-                          {"lower_bound", m.lower_bound[l]},
-                          {"gap", m.gap[l]},
-                          {"imbalance_ratio", m.imbalance_ratio[l]},
-                          {"duplicates", m.duplicates[l]}});
-    const nlohmann::json out = {
-        {"input", r.snapshot.source},
-        {"format", r.snapshot.format},
-        {"topology", r.topology.to_string()},
-        {"hierarchical", r.topology.is_hierarchical()},
-        {"policy", to_string(r.policy)},
-        {"num_layers", r.snapshot.num_layers()},
-        {"num_experts", r.snapshot.num_experts()},
-        {"aggregate", {{"balancedness", m.aggregate_balancedness},
-                       {"mean_balancedness", m.mean_balancedness},
-                       {"imbalance_ratio", m.aggregate_imbalance_ratio},
-                       {"node_balancedness", m.aggregate_node_balancedness},
-                       {"bound_kind", bound_name(m.bound_kind)},
-                       {"bound_ratio", m.bound_ratio},
-                       {"gap", m.aggregate_gap},
-                       {"duplicates", m.total_duplicates}}},
-        {"planning_seconds", r.seconds},
-        {"layers", layers},
-    };
-    std::cout << out.dump(2) << "\n";
-}
 
 }  // namespace
 
 int run_plan(const std::vector<std::string>& args) {
     PlanArgs a;
     const po::options_description options = plan_options(a);
+    po::positional_options_description positional;
+    positional.add("input", -1);
     po::variables_map vm;
-    po::store(po::command_line_parser(args).options(options).run(), vm);
-    if (vm.count("help")) {
-        std::cout << options;
-        return kSuccess;
-    }
-    po::notify(vm);
-    const PlanRun run = plan_snapshot(a);
-    if (a.json)
-        print_json(run);
-    else
-        print_table(run);
-    return kSuccess;
+    if (!parse_arguments(args, kUsageText, options, positional, vm)) return kSuccess;
+    if (a.inputs.empty()) throw UsageError("no input: give one or more snapshot files (eplb plan --help)");
+    if (a.append && a.out.empty()) throw UsageError("--append needs --out ARCHIVE");
+    PlanRunner runner(a, command_line("plan", args));
+    for (const std::string& input : a.inputs) runner.run_input(input);
+    return runner.finish();
 }
 
 }  // namespace eplb::cli

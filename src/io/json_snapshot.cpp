@@ -1,17 +1,14 @@
-#include <eplb/errors.hpp>
-#include <eplb/snapshot.hpp>
+#include "io/raw_snapshot.hpp"
 
-#include <ATen/ops/empty.h>
+#include <eplb/errors.hpp>
+
 #include <ATen/ops/from_blob.h>
-#include <ATen/ops/index_select.h>
-#include <ATen/ops/tensor.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <fstream>
-#include <sstream>
 
-namespace eplb {
+namespace eplb::io {
 namespace {
 
 using nlohmann::json;
@@ -67,29 +64,7 @@ at::Tensor to_steps(std::vector<double>& values, std::int64_t steps, std::int64_
 
 }  // namespace
 
-Snapshot make_snapshot(std::string source, std::string format, const at::Tensor& steps) {
-    const at::Tensor s = steps.to(at::kDouble).contiguous();
-    const std::int64_t T = s.size(0), L = s.size(1), E = s.size(2);
-    std::vector<std::int64_t> moe;
-    const double* p = s.data_ptr<double>();
-    for (std::int64_t l = 0; l < L; ++l) {
-        bool any = false;
-        for (std::int64_t t = 0; t < T && !any; ++t)
-            for (std::int64_t e = 0; e < E && !any; ++e) any = p[(t * L + l) * E + e] != 0.0;
-        if (any) moe.push_back(l);
-    }
-    if (moe.empty()) throw FormatError(source + ": every layer is zero in every step: no MoE layer to plan");
-    Snapshot snap;
-    snap.source = std::move(source);
-    snap.format = std::move(format);
-    snap.model_layers = L;
-    snap.layer_ids = moe;
-    const at::Tensor index = at::tensor(moe, at::TensorOptions().dtype(at::kLong));
-    snap.steps = static_cast<std::int64_t>(moe.size()) == L ? s : at::index_select(s, 1, index).contiguous();
-    return snap;
-}
-
-Snapshot read_json_snapshot(const std::string& path) {
+RawSnapshot read_json_raw(const std::string& path) {
     const json doc = parse_json_file(path);
     if (!doc.is_object())
         throw FormatError(path + ": top level is " + describe(doc) +
@@ -98,7 +73,11 @@ Snapshot read_json_snapshot(const std::string& path) {
     std::int64_t rows = -1, width = -1;
     if (doc.contains("logical_count")) {
         append_matrix(doc["logical_count"], path, "logical_count", rows, width, values);
-        return make_snapshot(path, "sglang-json", to_steps(values, 1, rows, width));
+        RawSnapshot raw;
+        raw.format = "sglang-json";
+        raw.steps = to_steps(values, 1, rows, width);
+        raw.has_step_axis = false;
+        return raw;
     }
     if (doc.contains("load_history")) {
         const json& history = doc["load_history"];
@@ -110,10 +89,14 @@ Snapshot read_json_snapshot(const std::string& path) {
                 throw FormatError(path + ": " + field + " is missing");
             append_matrix(history[t]["logical_expert_load"], path, field, rows, width, values);
         }
-        return make_snapshot(path, "vllm-json", to_steps(values, static_cast<std::int64_t>(history.size()), rows, width));
+        RawSnapshot raw;
+        raw.format = "vllm-json";
+        raw.field = "load_history";
+        raw.steps = to_steps(values, static_cast<std::int64_t>(history.size()), rows, width);
+        return raw;
     }
     throw FormatError(path + ": no field 'logical_count' or 'load_history' (expected SGLang's "
                       "{\"logical_count\": [[...]]} or {\"load_history\": [{\"logical_expert_load\": [[...]]}]})");
 }
 
-}  // namespace eplb
+}  // namespace eplb::io

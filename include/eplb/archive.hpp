@@ -1,0 +1,249 @@
+// The plan archive: one HDF5 file per job holding every plan made, its per-layer metrics, where
+// its loads came from, and an index with one row per plan. The layout is documented in the README
+// and readable with h5dump, h5py or pandas without eplb.
+//
+// Plans are identified by a key derived from what they were made from (input file contents, read
+// options, window, topology, policy and its options), never from the order they were written, so
+// that archives can be appended to, resumed and merged. Writes are crash-safe: each finished plan
+// is committed to disk on its own before the call returns, and the archive file itself is only
+// ever replaced whole, by an atomic rename.
+#pragma once
+
+#include <eplb/metrics.hpp>
+#include <eplb/plan.hpp>
+#include <eplb/rebalance.hpp>
+#include <eplb/snapshot.hpp>
+#include <eplb/topology.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace eplb {
+
+/// "hierarchical" or "global".
+std::string to_string(BoundKind kind);
+/// Parses "hierarchical" or "global"; throws FormatError otherwise.
+BoundKind parse_bound_kind(const std::string& text);
+
+/// The aggregate metrics of a plan on one load matrix (see PlanMetrics).
+struct Aggregates {
+    double balancedness = 1.0;       ///< sum_l mean_l / sum_l max_l
+    double mean_balancedness = 1.0;  ///< mean of b_l
+    double imbalance_ratio = 0.0;    ///< (sum max - sum mean) / sum mean
+    double node_balancedness = 1.0;
+    double bound_ratio = 1.0;        ///< sum mean / sum LB: the best reachable balancedness
+    double gap = 1.0;                ///< balancedness / bound_ratio (1 = provably optimal)
+    std::int64_t duplicates = 0;
+
+    static Aggregates of(const PlanMetrics& metrics);
+};
+
+/// Replica movement totals from one plan to the next (see Migration).
+struct MigrationTotals {
+    std::int64_t moved_slots = 0;
+    std::int64_t gpu_transfers = 0;
+    std::int64_t node_transfers = 0;
+
+    static MigrationTotals of(const Migration& migration);
+};
+
+/// What a plan is made from. Equal identities give bit-identical plans and metrics.
+struct PlanIdentity {
+    std::string input_sha256;       ///< SHA-256 of the input file's bytes
+    std::string read_options;       ///< ReadOptions::to_string()
+    std::int64_t window = 0;        ///< window index under the read options' windowing
+    Topology topology;
+    std::string policy;             ///< policy name
+    std::string policy_options = "{}";  ///< the policy's options as a canonical JSON object
+
+    /// "input=sha256:<hex>;read=<options>;window=<i>;topology=R/g/N/G;policy=<name>;policy_options=<json>"
+    std::string key() const;
+    /// The plan's ID: the first 16 hex digits of SHA-256(key()).
+    std::string id() const;
+};
+
+/// Where a plan's loads came from.
+struct PlanSource {
+    std::string path;               ///< the input file, as given
+    std::string sha256;             ///< of its bytes
+    std::string format;             ///< the reader that understood it, e.g. "sglang-json"
+    std::string model;
+    std::string checkpoint;
+    std::int64_t model_layers = 0;  ///< layers of the model, dense ones included
+    std::string read_options;       ///< ReadOptions::to_string()
+    std::int64_t num_windows = 1;   ///< windows of the input under those options
+};
+
+/// Facts about the run that made a plan. They differ from run to run, so they are stored apart
+/// from the plan and its metrics and left out of every identity or determinism check.
+struct RunInfo {
+    std::string command_line;
+    std::string created;            ///< UTC, ISO 8601
+    double planning_seconds = 0.0;  ///< wall time of rebalance() over all layers
+};
+
+/// One plan and everything the archive keeps about it. L MoE layers, E experts, R slots.
+struct PlanRecord {
+    std::string id;                       ///< identity().id()
+    std::string key;                      ///< identity().key()
+    PlanSource source;
+    Window window;                        ///< the window planned; `loads` [L, E] float64
+    std::optional<Window> next_window;    ///< window + 1, when the input has one
+    Topology topology;
+    std::string policy;
+    std::string policy_options = "{}";
+    std::vector<std::int64_t> layer_ids;  ///< [L] model layer of each row
+    Plan plan;
+    PlanMetrics metrics;                  ///< the plan on window.loads
+    std::optional<PlanMetrics> next_metrics;  ///< the plan on next_window->loads (what it really achieves)
+    std::string previous_plan;            ///< id of the plan of window - 1 ("" for the first window)
+    std::optional<Migration> migration;   ///< moves from the previous window's plan to this one
+    std::string eplb_version;             ///< the eplb version that made it
+    RunInfo run;
+
+    PlanIdentity identity() const;
+};
+
+/// How to plan: topology, policy and the bound the metrics compare against.
+struct PlanRequest {
+    Topology topology;
+    Policy policy = Policy::deepseek;
+    std::string policy_options = "{}";  ///< canonical JSON object, stored with the plan
+    BoundKind bound_kind = BoundKind::global;
+};
+
+/// Plans every window of `snapshot` (windows from `options.windowing`) and scores each plan on
+/// its own window, on the next window (next-window metrics) and against the previous window's
+/// plan (migration). One record per window, in window order. Throws LoadError/TopologyError
+/// when the loads do not fit the request.
+std::vector<PlanRecord> plan_windows(const Snapshot& snapshot, const ReadOptions& options, const PlanRequest& request,
+                                     const std::string& command_line);
+
+/// The identity of window `window` of `snapshot` under `options` and `request`, without planning.
+PlanIdentity plan_identity(const Snapshot& snapshot, const ReadOptions& options, const PlanRequest& request,
+                           std::int64_t window);
+
+/// An input (or input x topology x policy) that could not be planned.
+struct FailureRecord {
+    std::string input;     ///< the input file, as given
+    std::string topology;  ///< "" when the input itself could not be read
+    std::string policy;    ///< likewise
+    std::string message;   ///< the one-line error
+
+    friend bool operator==(const FailureRecord& a, const FailureRecord& b) {
+        return a.input == b.input && a.topology == b.topology && a.policy == b.policy && a.message == b.message;
+    }
+    friend bool operator<(const FailureRecord& a, const FailureRecord& b);
+};
+
+/// One row of the archive's index: a plan's identity and aggregate metrics.
+struct PlanSummary {
+    std::string id;
+    std::string source;
+    std::int64_t window = 0, first_step = 0, last_step = 0, num_windows = 1;
+    std::string topology;
+    std::string policy;
+    std::string policy_options;
+    std::int64_t num_layers = 0, num_experts = 0;
+    std::string bound_kind;
+    Aggregates in_sample;
+    std::optional<Aggregates> next;            ///< on the next window, when there is one
+    std::optional<MigrationTotals> migration;  ///< from the previous window's plan
+
+    static PlanSummary of(const PlanRecord& record);
+};
+
+/// Adds plans to an archive, one durable step at a time.
+///
+/// Each add() writes the plan as a small self-contained archive `<path>.parts/<id>.h5` (under a
+/// temporary name, flushed, then renamed: its presence is the plan's completeness marker), and
+/// commit() assembles `<path>` from them (and, when appending, from the archive already there)
+/// under a temporary name and renames it into place. A killed writer therefore loses at most the
+/// plan in flight; `<path>` is never half-written; and a later writer in `append` mode resumes
+/// where it stopped, skipping the plans already finished.
+class ArchiveWriter {
+public:
+    enum class Mode {
+        replace,  ///< commit() replaces `path` with the plans added in this session
+        append,   ///< commit() keeps the plans already in `path`, and resumes an interrupted session
+    };
+
+    /// Starts a session. Throws UsageError in `replace` mode when `<path>.parts` is left from an
+    /// interrupted session (resume it with `append`, or delete the directory); IoError when the
+    /// directory cannot be created.
+    ArchiveWriter(std::string path, Mode mode);
+    ~ArchiveWriter();
+    ArchiveWriter(ArchiveWriter&&) noexcept;
+    ArchiveWriter& operator=(ArchiveWriter&&) noexcept;
+
+    const std::string& path() const;
+    /// True when plan `id` is finished: in the archive (append mode) or added in this session.
+    bool contains(const std::string& id) const;
+    /// The finished plan ids, sorted.
+    std::vector<std::string> finished() const;
+
+    /// Stores a finished plan durably; does nothing when `contains(record.id)`.
+    void add(const PlanRecord& record);
+    /// Stores a failure durably. On commit, failures of an input replace those an earlier session
+    /// recorded for it.
+    void add_failure(const FailureRecord& failure);
+
+    /// Writes the archive (atomically) and removes `<path>.parts`.
+    void commit();
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+/// Reads an archive written by ArchiveWriter (or by merge_archives).
+class ArchiveReader {
+public:
+    /// Opens `path`; throws FormatError when it is missing or not an eplb plan archive.
+    explicit ArchiveReader(std::string path);
+    ~ArchiveReader();
+    ArchiveReader(ArchiveReader&&) noexcept;
+    ArchiveReader& operator=(ArchiveReader&&) noexcept;
+
+    const std::string& path() const;
+    std::int64_t format_version() const;
+    /// The index, one row per plan, in id order.
+    std::vector<PlanSummary> plans() const;
+    std::vector<FailureRecord> failures() const;
+    /// The full id of the one plan whose id starts with `id_or_prefix`; throws UsageError naming
+    /// the archive when none or several match.
+    std::string resolve(const std::string& id_or_prefix) const;
+    /// Reads a whole plan back; throws FormatError naming the archive, plan and field.
+    PlanRecord read_plan(const std::string& id) const;
+    /// The summary stored with plan `id` (its attributes), independent of the index.
+    PlanSummary read_plan_summary(const std::string& id) const;
+    /// The plan ids stored under /plans, sorted.
+    std::vector<std::string> plan_ids() const;
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+/// Writes `output` (atomically) with every plan and failure of `inputs`. A plan present in several
+/// inputs is taken from the first; throws FormatError when two inputs hold different maps for one id.
+void merge_archives(const std::vector<std::string>& inputs, const std::string& output);
+
+/// What `verify_archive` found.
+struct VerifyReport {
+    std::int64_t plans_checked = 0;
+    std::vector<std::string> problems;  ///< one line each: "plan <id>: <what differs>"
+
+    bool ok() const { return problems.empty(); }
+};
+
+/// Re-checks an archive: every plan's invariants (Plan::validate, shapes against its topology and
+/// layer ids, its id against its key), every stored metric recomputed from the stored maps and
+/// loads (in-sample, next-window, migration), and the index against the plans. Throws
+/// FormatError only when the file is not an archive at all.
+VerifyReport verify_archive(const std::string& path);
+
+}  // namespace eplb

@@ -1,0 +1,24 @@
+// Command-line helpers shared by the subcommands.
+#pragma once
+
+#include <boost/program_options.hpp>
+
+#include <string>
+#include <vector>
+
+namespace eplb::cli {
+
+namespace po = boost::program_options;
+
+/// Parses `args` into `vm`. Returns false after printing `usage` and the options when --help is
+/// given; otherwise checks required options (po::notify) and returns true.
+bool parse_arguments(const std::vector<std::string>& args, const std::string& usage, const po::options_description& options,
+                     const po::positional_options_description& positional, po::variables_map& vm);
+
+/// "eplb <command> <args...>", each argument quoted for a POSIX shell where it needs it.
+std::string command_line(const std::string& command, const std::vector<std::string>& args);
+
+/// Splits "a,b,,c" at commas, dropping empty parts.
+std::vector<std::string> split_list(const std::string& text);
+
+}  // namespace eplb::cli

@@ -1,0 +1,127 @@
+// Plans the windows of a snapshot and scores them: the records the archive stores.
+#include "io/sha256.hpp"
+
+#include <eplb/archive.hpp>
+#include <eplb/errors.hpp>
+
+#include <chrono>
+#include <ctime>
+#include <tuple>
+
+namespace eplb {
+namespace {
+
+std::string utc_now() {
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return text;
+}
+
+PlanRecord record_for(const Snapshot& snapshot, const ReadOptions& options, const PlanRequest& request,
+                      const Window& window, std::int64_t num_windows) {
+    PlanRecord r;
+    const PlanIdentity identity = plan_identity(snapshot, options, request, window.index);
+    r.id = identity.id();
+    r.key = identity.key();
+    r.source = PlanSource{snapshot.source, snapshot.sha256,       snapshot.format, snapshot.model,
+                          snapshot.checkpoint, snapshot.model_layers, options.to_string(), num_windows};
+    r.window = window;
+    r.topology = request.topology;
+    r.policy = to_string(request.policy);
+    r.policy_options = request.policy_options;
+    r.layer_ids = snapshot.layer_ids;
+    r.eplb_version = EPLB_VERSION;
+    return r;
+}
+
+}  // namespace
+
+std::string to_string(BoundKind kind) { return kind == BoundKind::hierarchical ? "hierarchical" : "global"; }
+
+BoundKind parse_bound_kind(const std::string& text) {
+    if (text == "hierarchical") return BoundKind::hierarchical;
+    if (text == "global") return BoundKind::global;
+    throw FormatError("bound kind '" + text + "' is not 'hierarchical' or 'global'");
+}
+
+Aggregates Aggregates::of(const PlanMetrics& m) {
+    return Aggregates{m.aggregate_balancedness, m.mean_balancedness, m.aggregate_imbalance_ratio,
+                      m.aggregate_node_balancedness, m.bound_ratio, m.aggregate_gap, m.total_duplicates};
+}
+
+MigrationTotals MigrationTotals::of(const Migration& m) {
+    return MigrationTotals{m.total_moved_slots(), m.total_gpu_transfers(), m.total_node_transfers()};
+}
+
+std::string PlanIdentity::key() const {
+    return "input=sha256:" + input_sha256 + ";read=" + read_options + ";window=" + std::to_string(window) +
+           ";topology=" + topology.to_string() + ";policy=" + policy + ";policy_options=" + policy_options;
+}
+
+std::string PlanIdentity::id() const { return io::sha256_hex(key()).substr(0, 16); }
+
+PlanIdentity PlanRecord::identity() const {
+    return PlanIdentity{source.sha256, source.read_options, window.index, topology, policy, policy_options};
+}
+
+bool operator<(const FailureRecord& a, const FailureRecord& b) {
+    return std::tie(a.input, a.topology, a.policy, a.message) < std::tie(b.input, b.topology, b.policy, b.message);
+}
+
+PlanSummary PlanSummary::of(const PlanRecord& r) {
+    PlanSummary s;
+    s.id = r.id;
+    s.source = r.source.path;
+    s.window = r.window.index;
+    s.first_step = r.window.first_step;
+    s.last_step = r.window.last_step;
+    s.num_windows = r.source.num_windows;
+    s.topology = r.topology.to_string();
+    s.policy = r.policy;
+    s.policy_options = r.policy_options;
+    s.num_layers = r.plan.num_layers();
+    s.num_experts = r.plan.num_experts();
+    s.bound_kind = to_string(r.metrics.bound_kind);
+    s.in_sample = Aggregates::of(r.metrics);
+    if (r.next_metrics) s.next = Aggregates::of(*r.next_metrics);
+    if (r.migration) s.migration = MigrationTotals::of(*r.migration);
+    return s;
+}
+
+PlanIdentity plan_identity(const Snapshot& snapshot, const ReadOptions& options, const PlanRequest& request,
+                           std::int64_t window) {
+    return PlanIdentity{snapshot.sha256,        options.to_string(), window, request.topology,
+                        to_string(request.policy), request.policy_options};
+}
+
+std::vector<PlanRecord> plan_windows(const Snapshot& snapshot, const ReadOptions& options, const PlanRequest& request,
+                                     const std::string& command_line) {
+    request.topology.validate(snapshot.num_experts());
+    const std::vector<Window> windows = make_windows(snapshot, options.windowing);
+    const auto n = static_cast<std::int64_t>(windows.size());
+    std::vector<PlanRecord> records;
+    for (std::int64_t i = 0; i < n; ++i) {
+        PlanRecord r = record_for(snapshot, options, request, windows[i], n);
+        const auto start = std::chrono::steady_clock::now();
+        r.plan = rebalance(r.window.loads, request.topology, request.policy);
+        r.run = RunInfo{command_line, utc_now(),
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
+        r.metrics = evaluate(r.plan, r.window.loads, request.topology, request.bound_kind);
+        if (i + 1 < n) {
+            r.next_window = windows[i + 1];
+            r.next_metrics = evaluate(r.plan, r.next_window->loads, request.topology, request.bound_kind);
+        }
+        if (i > 0) {
+            const PlanRecord& previous = records.back();
+            r.previous_plan = previous.id;
+            r.migration = migration(previous.plan, r.plan, request.topology);
+        }
+        records.push_back(std::move(r));
+    }
+    return records;
+}
+
+}  // namespace eplb

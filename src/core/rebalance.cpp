@@ -1,4 +1,5 @@
 #include "hierarchical.hpp"
+#include "log2phy_width.hpp"
 
 #include <eplb/errors.hpp>
 #include <eplb/rebalance.hpp>
@@ -33,11 +34,6 @@ void require_plannable_values(const at::Tensor& w, const std::string& what) {
     }
 }
 
-std::int64_t log2phy_width(const at::Tensor& logcnt, const Topology& t, std::int64_t E, Policy policy) {
-    if (policy == Policy::seed) return t.num_replicas - E + 1;
-    return logcnt.numel() ? logcnt.max().item<std::int64_t>() : 1;
-}
-
 // log2phy[l, e, k] = slot of replica k of expert e; -1 beyond its count.
 at::Tensor build_log2phy(const at::Tensor& phy2log, const at::Tensor& rank, std::int64_t E, std::int64_t X) {
     const std::int64_t L = phy2log.size(0), R = phy2log.size(1);
@@ -51,6 +47,11 @@ at::Tensor build_log2phy(const at::Tensor& phy2log, const at::Tensor& rank, std:
 }
 
 }  // namespace
+
+std::int64_t core::log2phy_width(const at::Tensor& logcnt, const Topology& t, std::int64_t E, Policy policy) {
+    if (policy == Policy::seed) return t.num_replicas - E + 1;
+    return logcnt.numel() ? logcnt.max().item<std::int64_t>() : 1;
+}
 
 std::string to_string(Policy policy) {
     switch (policy) {
@@ -111,7 +112,7 @@ Plan rebalance(const at::Tensor& weight, const Topology& topology, Policy policy
             planner.plan_layer(wp + l * E, core::LayerOut{pp + l * R, rp + l * R, cp + l * E});
     });
 
-    const std::int64_t X = log2phy_width(logcnt, topology, E, policy);
+    const std::int64_t X = core::log2phy_width(logcnt, topology, E, policy);
     return Plan{phy2log, build_log2phy(phy2log, rank, E, X), logcnt};
 }
 

@@ -23,6 +23,8 @@ struct PlanArgs {
     std::string input;
     std::string topology;
     std::string policy;
+    std::string device;
+    std::string engine;
     bool json = false;
 };
 
@@ -33,6 +35,11 @@ po::options_description plan_options(PlanArgs& a) {
         ("input,i", po::value(&a.input)->required(), "load snapshot: JSON with logical_count [layers][experts]")
         ("topology,t", po::value(&a.topology)->required(), "R/groups/N/G, e.g. 288/8/4/32")
         ("policy,p", po::value(&a.policy)->default_value("deepseek"), "deepseek | seed")
+        ("device,d", po::value(&a.device)->default_value("auto"),
+         "auto | cpu | cuda | cuda:k; auto plans on CUDA when a GPU is visible and the snapshot is large enough")
+        ("engine", po::value(&a.engine)->default_value("auto"),
+         "auto | native | batched: native CPU loops or batched tensor operations (identical plans); "
+         "auto: native on the CPU, batched on CUDA")
         ("json", po::bool_switch(&a.json), "print machine-readable JSON instead of a table");
     return d;
 }
@@ -41,16 +48,25 @@ struct PlanRun {
     Snapshot snapshot;
     Topology topology;
     Policy policy;
+    Execution execution;
     PlanMetrics metrics;
     double seconds = 0.0;
 };
 
+RebalanceOptions execution_options(const PlanArgs& a) {
+    RebalanceOptions options{DeviceSpec::parse(a.device), std::nullopt};
+    if (a.engine != "auto") options.engine = parse_engine(a.engine);
+    return options;
+}
+
 PlanRun plan_snapshot(const PlanArgs& a) {
-    PlanRun run{read_json_snapshot(a.input), Topology::parse(a.topology), parse_policy(a.policy), {}, 0.0};
+    const RebalanceOptions options = execution_options(a);  // usage errors before reading the input
+    PlanRun run{read_json_snapshot(a.input), Topology::parse(a.topology), parse_policy(a.policy), {}, {}, 0.0};
     const at::Tensor loads = run.snapshot.steps.sum(0);
     run.topology.validate(loads.size(1));
+    run.execution = choose_execution(options, loads.size(0));
     const auto start = std::chrono::steady_clock::now();
-    const Plan plan = rebalance(loads, run.topology, run.policy);
+    const Plan plan = rebalance(loads, run.topology, run.policy, run.execution);
     run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     run.metrics = evaluate(plan, loads, run.topology, reference_bound_kind(run.topology));
     return run;
@@ -80,7 +96,7 @@ void print_table(const PlanRun& r) {
     std::printf("bound ratio (%s) %.6f   (best reachable by any such plan)\n", bound_name(m.bound_kind), m.bound_ratio);
     std::printf("gap                      %.6f   (1 = provably optimal)\n", m.aggregate_gap);
     std::printf("duplicates               %lld\n", static_cast<long long>(m.total_duplicates));
-    std::printf("planning time            %.3f ms\n", r.seconds * 1e3);
+    std::printf("planning time            %.3f ms (%s)\n", r.seconds * 1e3, r.execution.to_string().c_str());
 }
 
 void print_json(const PlanRun& r) {
@@ -113,6 +129,8 @@ void print_json(const PlanRun& r) {
                        {"gap", m.aggregate_gap},
                        {"duplicates", m.total_duplicates}}},
         {"planning_seconds", r.seconds},
+        {"engine", to_string(r.execution.engine)},
+        {"device", r.execution.device.str()},
         {"layers", layers},
     };
     std::cout << out.dump(2) << "\n";

@@ -51,8 +51,10 @@ at::Tensor top_ids_ascending(const at::Tensor& weight, std::int64_t k) {
 }
 
 at::Tensor first_true(const at::Tensor& mask) {
+    // int32 ids: LibTorch's int64 min-reductions are several times slower on the CPU.
     const std::int64_t n = mask.size(1);
-    return at::where(mask, column_ids(n, mask), n).amin(1);
+    const at::Tensor ids = at::arange(n, mask.options().dtype(at::kInt));
+    return at::where(mask, ids, static_cast<int>(n)).amin(1).to(at::kLong);
 }
 
 at::Tensor first_argmin(const at::Tensor& values, const at::Tensor& allowed) {

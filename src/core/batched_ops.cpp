@@ -50,25 +50,29 @@ at::Tensor top_ids_ascending(const at::Tensor& weight, std::int64_t k) {
     return std::get<0>(top.sort(/*dim=*/1));
 }
 
-at::Tensor first_true(const at::Tensor& mask) {
-    // int32 ids: LibTorch's int64 min-reductions are several times slower on the CPU.
-    const std::int64_t n = mask.size(1);
-    const at::Tensor ids = at::arange(n, mask.options().dtype(at::kInt));
-    return at::where(mask, ids, static_cast<int>(n)).amin(1).to(at::kLong);
+at::Tensor index_ids(std::int64_t n, const at::Tensor& like) {
+    // int32: LibTorch's int64 min-reductions are several times slower on the CPU.
+    return at::arange(n, like.options().dtype(at::kInt));
 }
 
-at::Tensor first_argmin(const at::Tensor& values, const at::Tensor& allowed) {
+at::Tensor first_true(const at::Tensor& mask, const at::Tensor& ids) {
+    const std::int64_t n = mask.size(1);
+    const at::Tensor column = ids.defined() ? ids : index_ids(n, mask);
+    return at::where(mask, column, static_cast<int>(n)).amin(1).to(at::kLong);
+}
+
+at::Tensor first_argmin(const at::Tensor& values, const at::Tensor& allowed, const at::Tensor& ids) {
     const at::Tensor v = masked(values, allowed, std::numeric_limits<double>::infinity());
     at::Tensor hit = v == v.amin(1, /*keepdim=*/true);
     if (allowed.defined()) hit = hit.logical_and(allowed);  // masked columns tie with +inf
-    return first_true(hit);
+    return first_true(hit, ids);
 }
 
-at::Tensor first_argmax(const at::Tensor& values, const at::Tensor& allowed) {
+at::Tensor first_argmax(const at::Tensor& values, const at::Tensor& allowed, const at::Tensor& ids) {
     const at::Tensor v = masked(values, allowed, -std::numeric_limits<double>::infinity());
     at::Tensor hit = v == v.amax(1, /*keepdim=*/true);
     if (allowed.defined()) hit = hit.logical_and(allowed);
-    return first_true(hit);
+    return first_true(hit, ids);
 }
 
 at::Tensor pick(const at::Tensor& t, const at::Tensor& index) {

@@ -21,14 +21,19 @@ at::Tensor stable_descending_order(const at::Tensor& weight);
 /// ascending id order.
 at::Tensor top_ids_ascending(const at::Tensor& weight, std::int64_t k);
 
-/// [B]: the lowest column j with mask[b, j] true; every row must have one.
-at::Tensor first_true(const at::Tensor& mask);
+/// [n] int32 0, 1, ..., n-1 on the device of `like`: the column ids that first_true reduces over
+/// (made once by a loop's caller, so that each step launches no extra kernel).
+at::Tensor index_ids(std::int64_t n, const at::Tensor& like);
+
+/// [B]: the lowest column j with mask[b, j] true; every row must have one. `ids` = index_ids(n)
+/// (made here when undefined).
+at::Tensor first_true(const at::Tensor& mask, const at::Tensor& ids = {});
 
 /// [B]: the lowest column holding the smallest (largest) value of a floating [B, n] tensor among
 /// the columns where `allowed` [B, n] holds (all columns when `allowed` is undefined). Every row
-/// needs an allowed column; values may be infinite but not NaN.
-at::Tensor first_argmin(const at::Tensor& values, const at::Tensor& allowed = {});
-at::Tensor first_argmax(const at::Tensor& values, const at::Tensor& allowed = {});
+/// needs an allowed column; values may be infinite but not NaN. `ids` as for first_true.
+at::Tensor first_argmin(const at::Tensor& values, const at::Tensor& allowed = {}, const at::Tensor& ids = {});
+at::Tensor first_argmax(const at::Tensor& values, const at::Tensor& allowed = {}, const at::Tensor& ids = {});
 
 /// [B]: `t[b, index[b]]` for a [B, n] tensor.
 at::Tensor pick(const at::Tensor& t, const at::Tensor& index);

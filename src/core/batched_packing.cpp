@@ -5,8 +5,11 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/ones.h>
+#include <ATen/ops/stack.h>
 #include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
+
+#include <vector>
 
 namespace eplb::core::batched {
 namespace {
@@ -24,20 +27,20 @@ Packing greedy_packing(const at::Tensor& weight, const at::Tensor& order, std::i
     const std::int64_t B = weight.size(0), n = weight.size(1), capacity = n / m;
     const auto long_options = weight.options().dtype(at::kLong);
     const at::Tensor sorted = weight.gather(1, order).to(acc);
+    const at::Tensor pack_ids = index_ids(m, weight);
     at::Tensor load = at::zeros({B, m}, weight.options().dtype(acc));
     at::Tensor count = at::zeros({B, m}, long_options);
-    at::Tensor pack_by_position = at::empty({B, n}, long_options);
-    at::Tensor rank_by_position = at::empty({B, n}, long_options);
+    std::vector<at::Tensor> pack_by_position, rank_by_position;  // stacked once at the end
     for (std::int64_t k = 0; k < n; ++k) {
-        const at::Tensor best = first_argmin(load, count < capacity);
+        const at::Tensor best = first_argmin(load, count < capacity, pack_ids);
         const at::Tensor filled = pick(count, best);
-        pack_by_position.select(1, k).copy_(best);
-        rank_by_position.select(1, k).copy_(filled);
+        pack_by_position.push_back(best);
+        rank_by_position.push_back(filled);
         put(load, best, pick(load, best) + sorted.select(1, k));
         put(count, best, filled + 1);
     }
-    return {at::empty({B, n}, long_options).scatter_(1, order, pack_by_position),
-            at::empty({B, n}, long_options).scatter_(1, order, rank_by_position)};
+    return {at::empty({B, n}, long_options).scatter_(1, order, at::stack(pack_by_position, 1)),
+            at::empty({B, n}, long_options).scatter_(1, order, at::stack(rank_by_position, 1))};
 }
 
 // [B, n]: the items of each row ordered by (pack, id); pack p's items sit at [p c, (p + 1) c) for
@@ -69,8 +72,9 @@ std::pair<at::Tensor, at::Tensor> extreme_two(const at::Tensor& weight, const at
                                               bool largest) {
     const at::Tensor in_pack = pack == p.unsqueeze(1);
     const auto select = largest ? first_argmax : first_argmin;
-    const at::Tensor first = select(weight, in_pack);
-    const at::Tensor second = select(weight, in_pack.logical_and(all_but(first, weight.size(1))));
+    const at::Tensor ids = index_ids(weight.size(1), weight);
+    const at::Tensor first = select(weight, in_pack, ids);
+    const at::Tensor second = select(weight, in_pack.logical_and(all_but(first, weight.size(1))), ids);
     return {first, second};
 }
 

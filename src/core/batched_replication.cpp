@@ -6,11 +6,13 @@
 #include <ATen/ops/maximum.h>
 #include <ATen/ops/minimum.h>
 #include <ATen/ops/ones.h>
+#include <ATen/ops/stack.h>
 #include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 namespace eplb::core::batched {
 namespace {
@@ -38,14 +40,19 @@ void dhondt_steps(const at::Tensor& weight, std::int64_t num_candidates, std::in
                   Replicas& r) {
     const at::Tensor candidates = top_ids_ascending(weight, num_candidates);
     const at::Tensor candidate_weight = weight.gather(1, candidates);
+    const at::Tensor positions = index_ids(num_candidates, weight);
     at::Tensor candidate_count = r.count.gather(1, candidates);
+    std::vector<at::Tensor> chosen, ranks;  // stacked into the columns once at the end
     for (std::int64_t column = first; column < last; ++column) {
-        const at::Tensor position = first_argmax(candidate_weight / candidate_count.to(at::kFloat));
+        const at::Tensor position = first_argmax(candidate_weight / candidate_count.to(at::kFloat), {}, positions);
         const at::Tensor count = pick(candidate_count, position);
-        r.expert.select(1, column).copy_(pick(candidates, position));
-        r.rank.select(1, column).copy_(count);
+        chosen.push_back(position);
+        ranks.push_back(count);
         put(candidate_count, position, count + 1);
     }
+    if (chosen.empty()) return;
+    r.expert.narrow(1, first, last - first).copy_(candidates.gather(1, at::stack(chosen, 1)));
+    r.rank.narrow(1, first, last - first).copy_(at::stack(ranks, 1));
     r.count.scatter_(1, candidates, candidate_count);
 }
 

@@ -195,7 +195,7 @@ for line in open(sys.argv[1]):
     _, policy, engine, layers = name.split("/")
     rows[(policy, int(layers))][engine] = (float(ms), float(rate))
 engines = ["native", "batched-cpu", "batched-cuda"]
-print(f"layers/s (median wall time per call in ms); native: CPU, {sys.argv[3]} cores; batched-cuda: {sys.argv[2]}\n")
+print(f"layers/s (median wall time per call in ms); native: CPU, {sys.argv[3]} threads; batched-cuda: {sys.argv[2]}\n")
 print("| policy | B (layers) | " + " | ".join(engines) + " | cuda / native |")
 print("|---|---:|" + "---:|" * len(engines) + "---:|")
 crossover = {}

@@ -15,6 +15,13 @@ at::Tensor masked(const at::Tensor& values, const at::Tensor& allowed, double fi
     return allowed.defined() ? at::where(allowed, values, fill) : values;
 }
 
+// Keys: weight order in the high 32 bits, the inverted id in the low ones, so that a larger key
+// means a larger weight or, on equal weights, a lower id. All keys of a row differ.
+at::Tensor descending_keys(const at::Tensor& weight) {
+    const std::int64_t n = weight.size(1);
+    return order_key(weight) * kLow32 + ((kLow32 - 1) - column_ids(n, weight));
+}
+
 }  // namespace
 
 at::Tensor column_ids(std::int64_t n, const at::Tensor& like) {
@@ -29,17 +36,6 @@ at::Tensor order_key(const at::Tensor& values) {
     const at::Tensor bits = v.view(at::kInt);
     return at::where(bits < 0, bits.bitwise_xor(0x7FFFFFFF), bits).to(at::kLong);
 }
-
-namespace {
-
-// Keys: weight order in the high 32 bits, the inverted id in the low ones, so that a larger key
-// means a larger weight or, on equal weights, a lower id. All keys of a row differ.
-at::Tensor descending_keys(const at::Tensor& weight) {
-    const std::int64_t n = weight.size(1);
-    return order_key(weight) * kLow32 + ((kLow32 - 1) - column_ids(n, weight));
-}
-
-}  // namespace
 
 at::Tensor stable_descending_order(const at::Tensor& weight) {
     return std::get<1>(descending_keys(weight).sort(/*dim=*/1, /*descending=*/true));

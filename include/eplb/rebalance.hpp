@@ -71,10 +71,12 @@ struct DeviceSpec {
 };
 
 /// `auto` plans on CUDA (batched engine) when a CUDA device is visible and the call plans at
-/// least this many layers; below it, the native CPU engine is faster (kernel launches and
-/// transfers dominate small batches). The value comes from the CPU-vs-CUDA crossover that
-/// tests/device/gpu_check.sh measures; README.md gives the measurement.
-constexpr std::int64_t kAutoCudaMinLayers = 2048;
+/// least this many layers; below it, the native CPU engine is faster: a batched call costs a
+/// fixed few thousand tensor operations (kernel launches) whatever B is, against some 20-50 us
+/// per layer and CPU core for the native engine. The value is set from the CPU-vs-CUDA crossover that
+/// tests/device/gpu_check.sh measures (README.md); until a GPU has been measured it is this
+/// estimate for DeepSeek-V3-shaped layers on a 16-core host.
+constexpr std::int64_t kAutoCudaMinLayers = 8192;
 
 /// What the caller asks for. `engine` unset: native on the CPU, batched on CUDA.
 struct RebalanceOptions {

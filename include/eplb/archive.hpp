@@ -83,6 +83,7 @@ struct RunInfo {
     std::string command_line;
     std::string created;            ///< UTC, ISO 8601
     double planning_seconds = 0.0;  ///< wall time of rebalance() over all layers
+    std::string execution;          ///< engine and device that planned, e.g. "native on cpu"
 };
 
 /// One plan and everything the archive keeps about it. L MoE layers, E experts, R slots.
@@ -113,6 +114,8 @@ struct PlanRequest {
     Policy policy = Policy::deepseek;
     std::string policy_options = "{}";  ///< canonical JSON object, stored with the plan
     BoundKind bound_kind = BoundKind::global;
+    /// Where to plan. Not part of the plan's identity: every engine and device gives the same plan.
+    RebalanceOptions execution;
 };
 
 /// Plans every window of `snapshot` (windows from `options.windowing`) and scores each plan on

@@ -45,6 +45,12 @@ public:
     using Error::Error;
 };
 
+/// A device that was asked for but cannot be used, e.g. "cuda" with a CPU-only LibTorch.
+class DeviceError : public Error {
+public:
+    using Error::Error;
+};
+
 /// A command-line or configuration value that is not allowed.
 class UsageError : public Error {
 public:

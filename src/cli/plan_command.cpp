@@ -35,6 +35,8 @@ struct PlanArgs {
     std::vector<std::string> zero_columns;
     std::string out;
     bool append = false;
+    std::string device = "auto";
+    std::string engine = "auto";
     bool json = false;
 };
 
@@ -55,6 +57,10 @@ po::options_description plan_options(PlanArgs& a) {
         ("out,o", po::value(&a.out), "write every plan to this HDF5 archive (replaced whole when done)")
         ("append", po::bool_switch(&a.append),
          "keep the plans already in --out and add the new ones (also resumes an interrupted run)")
+        ("device,d", po::value(&a.device)->default_value("auto"),
+         "auto | cpu | cuda | cuda:k: auto plans on CUDA when a GPU is visible and the batch is large enough")
+        ("engine", po::value(&a.engine)->default_value("auto"),
+         "auto | native | batched: native CPU loops or batched tensor operations (CUDA is always batched)")
         ("json", po::bool_switch(&a.json), "print machine-readable JSON instead of tables");
     return d;
 }
@@ -65,6 +71,12 @@ std::int64_t parse_column(const std::string& text) {
     if (ec != std::errc() || end != text.data() + text.size() || v < 0)
         throw UsageError("--zero-columns: '" + text + "' is not a column index (a non-negative integer)");
     return v;
+}
+
+RebalanceOptions execution_options(const PlanArgs& a) {
+    RebalanceOptions options{DeviceSpec::parse(a.device), std::nullopt};
+    if (a.engine != "auto") options.engine = parse_engine(a.engine);
+    return options;
 }
 
 ReadOptions read_options(const PlanArgs& a) {
@@ -102,7 +114,11 @@ std::string message_of(const std::exception& e) {
 class PlanRunner {
 public:
     PlanRunner(const PlanArgs& a, std::string command_line)
-        : args_(a), options_(read_options(a)), policies_(parse_policies(a.policies)), command_line_(std::move(command_line)) {
+        : args_(a),
+          options_(read_options(a)),
+          execution_(execution_options(a)),
+          policies_(parse_policies(a.policies)),
+          command_line_(std::move(command_line)) {
         for (const std::string& t : a.topologies) topologies_.push_back(Topology::parse(t));
         if (!a.out.empty())
             writer_.emplace(a.out, a.append ? ArchiveWriter::Mode::append : ArchiveWriter::Mode::replace);
@@ -117,7 +133,8 @@ public:
             return;
         }
         for (const Topology& topology : topologies_)
-            for (const Policy policy : policies_) run_plan(*snapshot, PlanRequest{topology, policy, "{}", bound_kind_for(policy, topology)});
+            for (const Policy policy : policies_)
+                run_plan(*snapshot, PlanRequest{topology, policy, "{}", bound_kind_for(policy, topology), execution_});
     }
 
     int finish() {
@@ -186,6 +203,7 @@ private:
 
     const PlanArgs& args_;
     ReadOptions options_;
+    RebalanceOptions execution_;
     std::vector<Policy> policies_;
     std::vector<Topology> topologies_;
     std::string command_line_;

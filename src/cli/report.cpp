@@ -99,7 +99,7 @@ void print_plan(std::FILE* out, const PlanRecord& r, bool layers) {
                      static_cast<long long>(t.moved_slots), static_cast<long long>(t.gpu_transfers),
                      static_cast<long long>(t.node_transfers));
     }
-    std::fprintf(out, "%-28s %.3f ms\n", "planning time", r.run.planning_seconds * 1e3);
+    std::fprintf(out, "%-28s %.3f ms (%s)\n", "planning time", r.run.planning_seconds * 1e3, r.run.execution.c_str());
 }
 
 json plan_json(const PlanRecord& r, bool layers) {
@@ -119,6 +119,7 @@ json plan_json(const PlanRecord& r, bool layers) {
         {"num_experts", r.plan.num_experts()},
         {"aggregate", aggregates_json(r.metrics)},
         {"planning_seconds", r.run.planning_seconds},
+        {"execution", r.run.execution},
     };
     if (r.next_metrics) out["next_window"] = aggregates_json(*r.next_metrics);
     if (r.migration) out["migration"] = migration_json(MigrationTotals::of(*r.migration));

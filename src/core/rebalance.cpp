@@ -1,4 +1,5 @@
 #include "hierarchical.hpp"
+#include "log2phy_width.hpp"
 
 #include <eplb/errors.hpp>
 #include <eplb/rebalance.hpp>
@@ -43,13 +44,6 @@ void require_plannable_values(const at::Tensor& w, const std::string& what) {
     }
 }
 
-// deepseek: the largest replica count anywhere; seed: R - E + 1.
-std::int64_t log2phy_width(const at::Tensor& logcnt, const Topology& t, std::int64_t E, Policy policy) {
-    if (policy == Policy::seed) return t.num_replicas - E + 1;
-    const std::int64_t* c = logcnt.data_ptr<std::int64_t>();
-    return *std::max_element(c, c + logcnt.numel());
-}
-
 // log2phy[l, e, k] = slot of replica k of expert e; -1 beyond its count.
 at::Tensor build_log2phy(const at::Tensor& phy2log, const std::vector<std::int32_t>& rank, std::int64_t E,
                          std::int64_t X) {
@@ -66,6 +60,14 @@ at::Tensor build_log2phy(const at::Tensor& phy2log, const std::vector<std::int32
 }
 
 }  // namespace
+
+std::int64_t core::log2phy_width(const at::Tensor& logcnt, const Topology& t, std::int64_t E, Policy policy) {
+    if (policy == Policy::seed) return t.num_replicas - E + 1;
+    if (logcnt.numel() == 0) return 1;
+    if (!logcnt.device().is_cpu() || !logcnt.is_contiguous()) return logcnt.max().item<std::int64_t>();
+    const std::int64_t* c = logcnt.data_ptr<std::int64_t>();
+    return *std::max_element(c, c + logcnt.numel());
+}
 
 std::string to_string(Policy policy) {
     switch (policy) {
@@ -129,7 +131,7 @@ Plan rebalance(const at::Tensor& weight, const Topology& topology, Policy policy
                                 core::LayersOut{pp + l * R, rp + l * R, cp + l * E});
     });
 
-    const std::int64_t X = log2phy_width(logcnt, topology, E, policy);
+    const std::int64_t X = core::log2phy_width(logcnt, topology, E, policy);
     return Plan{phy2log, build_log2phy(phy2log, rank, E, X), logcnt};
 }
 

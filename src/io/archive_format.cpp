@@ -210,6 +210,7 @@ void write_plan_group(const H5::Group& plans, const PlanRecord& r, const std::st
     write_attribute(run, "command_line", r.run.command_line, path);
     write_attribute(run, "created", r.run.created, path);
     write_attribute(run, "planning_seconds", r.run.planning_seconds, path);
+    write_attribute(run, "execution", r.run.execution, path);
     write_attribute(run, "planning_seconds_per_layer",
                     r.run.planning_seconds / static_cast<double>(std::max<std::int64_t>(1, r.plan.num_layers())), path);
 }
@@ -285,7 +286,8 @@ PlanRecord read_plan_group(const H5::Group& plans, const std::string& id, const 
     if (has_child(g, "run")) {
         const H5::Group run = g.openGroup("run");
         r.run = RunInfo{read_string_attribute(run, "command_line", file), read_string_attribute(run, "created", file),
-                        read_double_attribute(run, "planning_seconds", file)};
+                        read_double_attribute(run, "planning_seconds", file),
+                        has_attribute(run, "execution") ? read_string_attribute(run, "execution", file) : ""};
     }
     return r;
 }

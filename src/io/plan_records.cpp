@@ -105,10 +105,12 @@ std::vector<PlanRecord> plan_windows(const Snapshot& snapshot, const ReadOptions
     std::vector<PlanRecord> records;
     for (std::int64_t i = 0; i < n; ++i) {
         PlanRecord r = record_for(snapshot, options, request, windows[i], n);
+        const Execution execution = choose_execution(request.execution, r.window.loads.size(0));
         const auto start = std::chrono::steady_clock::now();
-        r.plan = rebalance(r.window.loads, request.topology, request.policy);
+        r.plan = rebalance(r.window.loads, request.topology, request.policy, execution);
         r.run = RunInfo{command_line, utc_now(),
-                        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                        execution.to_string()};
         r.metrics = evaluate(r.plan, r.window.loads, request.topology, request.bound_kind);
         if (i + 1 < n) {
             r.next_window = windows[i + 1];

@@ -31,7 +31,7 @@ ReadOptions each_step() {
 std::vector<PlanRecord> fixture_records(Policy policy = Policy::deepseek) {
     const ReadOptions options = each_step();
     const Snapshot s = read_snapshot(test::test_data("snapshots/recorder.pt"), options);
-    return plan_windows(s, options, PlanRequest{kTopology, policy, "{}", reference_bound_kind(kTopology)}, "eplb plan test");
+    return plan_windows(s, options, PlanRequest{kTopology, policy, "{}", reference_bound_kind(kTopology), {}}, "eplb plan test");
 }
 
 void expect_same_metrics(const PlanMetrics& a, const PlanMetrics& b) {

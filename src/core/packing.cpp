@@ -250,22 +250,18 @@ void greedy_packing(const PackRows& r, std::vector<Acc>& load, std::vector<std::
 
 // ---- the seed's refinement -------------------------------------------------------------
 
-// Lists each pack's items in ascending id order into `members` ([m, capacity]).
-void list_members(const std::int32_t* pack, std::int32_t n, std::int32_t m, std::int32_t capacity,
-                  std::int32_t* count, std::int32_t* members) {
-    for (std::int32_t p = 0; p < m; ++p) count[p] = 0;
-    for (std::int32_t i = 0; i < n; ++i) {
-        const std::int32_t p = pack[i];
-        members[p * capacity + count[p]++] = i;
-    }
+// Lists each pack's items into `members` ([m, capacity]) at their greedy rank.
+void list_members(const std::int32_t* pack, const std::int32_t* rank, std::int32_t n, std::int32_t capacity,
+                  std::int32_t* members) {
+    for (std::int32_t i = 0; i < n; ++i) members[pack[i] * capacity + rank[i]] = i;
 }
 
 // The two items of a pack with the largest (or smallest) weight, ties by lower id, best first.
 void extreme_two(const float* weight, const std::int32_t* items, std::int32_t count, bool largest,
                  std::int32_t* pick) {
     auto before = [&](std::int32_t a, std::int32_t b) {
-        // `items` are ascending, so on equal weights the earlier one (lower id) stays first.
-        return largest ? weight[a] > weight[b] : weight[a] < weight[b];
+        const bool heavier = largest ? weight[a] > weight[b] : weight[a] < weight[b];
+        return heavier || (weight[a] == weight[b] && a < b);
     };
     std::int32_t first = items[0], second = -1;
     for (std::int32_t k = 1; k < count; ++k) {
@@ -279,6 +275,12 @@ void extreme_two(const float* weight, const std::int32_t* items, std::int32_t co
     }
     pick[0] = first;
     pick[1] = second;
+}
+
+// Replaces `from` by `to` in a pack's member list.
+void replace_member(std::int32_t* items, std::int32_t count, std::int32_t from, std::int32_t to) {
+    for (std::int32_t k = 0; k < count; ++k)
+        if (items[k] == from) items[k] = to;
 }
 
 // The lightest two packs other than `heavy`, in ascending load order, ties by lower pack id.
@@ -341,31 +343,33 @@ void best_swap_with(const float* weight, const float* pack_load, const std::int3
     best = Swap{new_delta, static_cast<double>(delta), heavy_pick[best_ih], light_pick[best_jl], l};
 }
 
-void refine_row(const float* weight, std::int32_t n, std::int32_t m, std::int32_t refine_steps, PackScratch& s,
-                std::int32_t* pack) {
+void refine_row(const float* weight, const std::int32_t* rank, std::int32_t n, std::int32_t m,
+                std::int32_t refine_steps, PackScratch& s, std::int32_t* pack) {
     const std::int32_t capacity = n / m;
     s.load_f.resize(static_cast<std::size_t>(m));
-    s.count.resize(static_cast<std::size_t>(m));
     s.members.resize(static_cast<std::size_t>(n));
     float* pack_load = s.load_f.data();
+    std::int32_t* members = s.members.data();
     for (std::int32_t p = 0; p < m; ++p) pack_load[p] = 0.0f;
     for (std::int32_t i = 0; i < n; ++i) pack_load[pack[i]] += weight[i];
+    list_members(pack, rank, n, capacity, members);
     for (std::int32_t step = 0; step < refine_steps; ++step) {
         const std::int32_t h = first_argmax(pack_load, m);
         std::int32_t light[2];
         const std::int32_t num_light = light_candidates(pack_load, m, h, light);
         if (num_light == 0) break;
-        list_members(pack, n, m, capacity, s.count.data(), s.members.data());
         std::int32_t heavy_pick[2];
-        extreme_two(weight, s.members.data() + h * capacity, capacity, /*largest=*/true, heavy_pick);
+        extreme_two(weight, members + h * capacity, capacity, /*largest=*/true, heavy_pick);
         Swap best;
         for (std::int32_t k = 0; k < num_light; ++k)
-            best_swap_with(weight, pack_load, heavy_pick, s.members.data(), capacity, h, light[k], best);
+            best_swap_with(weight, pack_load, heavy_pick, members, capacity, h, light[k], best);
         if (best.heavy_item < 0 || !(best.new_delta < best.old_delta - 1e-9)) break;
         const float wi = weight[best.heavy_item];
         const float wj = weight[best.light_item];
         pack[best.heavy_item] = best.light_pack;
         pack[best.light_item] = h;
+        replace_member(members + h * capacity, capacity, best.heavy_item, best.light_item);
+        replace_member(members + best.light_pack * capacity, capacity, best.light_item, best.heavy_item);
         pack_load[h] = (pack_load[h] - wi) + wj;
         pack_load[best.light_pack] = (pack_load[best.light_pack] - wj) + wi;
         if (step == 0 && refine_steps >= 2 && best.new_delta <= 0.8 * best.old_delta) break;
@@ -395,7 +399,7 @@ void capacity_packing(const PackRows& r, std::int32_t refine_steps, PackScratch&
     if (r.n == r.m) return identity_packing(r);
     greedy_packing<double>(r, s.load_d, s.count);
     for (std::int32_t row = 0; row < r.rows; ++row) {
-        if (r.m > 1) refine_row(r.weight + row * r.n, r.n, r.m, refine_steps, s, r.pack + row * r.n);
+        if (r.m > 1) refine_row(r.weight + row * r.n, r.rank + row * r.n, r.n, r.m, refine_steps, s, r.pack + row * r.n);
         ranks_by_item_id(r.pack + row * r.n, r.n, r.m, s.count.data(), r.rank + row * r.n);
     }
 }

@@ -1,0 +1,81 @@
+// eplb's own policy, `balanced` (issue 6): the steps for one layer, and the driver for all.
+//
+// Per layer, on the planning load w [E] (float64, from balanced_history):
+// 1. reference: the `deepseek` plan of the layer in the mode's topology (hierarchical and relaxed
+//    plans: the hierarchical plan; global plans: groups = nodes = 1); its max GPU load is what the
+//    result must not exceed;
+// 2. start (balanced_start): hierarchical plans look for a lighter split of groups over nodes and
+//    start from `deepseek`'s steps on it when there is one, else from the reference; relaxed plans
+//    start from node-aware replica counts packed with primaries at home; global plans start from
+//    the reference;
+// 3. repair: no two replicas of one expert on one GPU (balanced_search: repair_duplicates);
+// 4. improve: swaps on every domain (a node's GPUs for hierarchical plans, all GPUs otherwise),
+//    then iterated local search on the domain holding the layer's peak (balanced_search);
+// 5. fallback: a result above the reference is planned again from the reference, its duplicates
+//    released to other experts instead of swapped away, and the better plan is kept;
+// 6. migrate (with a previous plan, balanced_migration): within the balance budget, the plan that
+//    moves the fewest replicas;
+// 7. output: primaries get replica rank 0, the other replicas ranks 1, 2, ... in slot order.
+#pragma once
+
+#include "balanced_placement.hpp"
+#include "balanced_search.hpp"
+#include "balanced_start.hpp"
+#include "hierarchical.hpp"
+
+#include <eplb/rebalance.hpp>
+#include <eplb/topology.hpp>
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace eplb::core {
+
+/// What happened to one layer.
+struct LayerNotes {
+    bool above_reference = false;    ///< max GPU load above the reference's (deepseek's)
+    std::int64_t forced_duplicates = 0;
+    bool kept_previous = false;      ///< the plan repairs the previous one
+};
+
+/// Plans one layer at a time for a fixed topology and options, reusing its buffers.
+class BalancedPlanner {
+public:
+    BalancedPlanner(const Topology& topology, std::int64_t num_experts, const PlanOptions& options);
+
+    /// Plans one layer from its planning load `weight` [E]; `previous` is the deployed plan's
+    /// phy2log row [R] or null. Writes phy2log, rank and logcnt of the layer to `out`.
+    LayerNotes plan_layer(const double* weight, const std::int64_t* previous, LayerOut out);
+
+private:
+    double plan_reference(const double* weight);
+    bool load_start(const double* weight);
+    void repair_and_improve(RepairOrder order, double reference);
+    void improve(double reference);
+    void write(LayerOut out) const;
+
+    LayerShape shape_;
+    PlanOptions options_;
+    HierarchicalPlanner reference_planner_;
+    Placement placement_;
+    std::vector<float> weight_f_;                 // [E]
+    std::vector<std::int64_t> reference_phy2log_; // [R]
+    std::vector<std::int64_t> reference_rank_;    // [R]
+    std::vector<std::int64_t> reference_count_;   // [E]
+    std::vector<std::int64_t> start_phy2log_;     // [R]
+    std::vector<std::int64_t> start_rank_;        // [R]
+    std::vector<std::int32_t> split_;             // [groups]
+    std::vector<double> stop_;                    // per domain: its mean GPU load
+    SearchScratch scratch_;
+    StartScratch start_scratch_;
+    std::int64_t forced_duplicates_ = 0;
+};
+
+/// Plans every layer of `windows` [k, L, E] (float32, CPU, checked) with the balanced policy:
+/// writes phy2log [L, R], rank [L, R] and logcnt [L, E] (int64) and fills `report`.
+void plan_balanced(const at::Tensor& windows, const Topology& topology, const PlanOptions& options,
+                   at::Tensor& phy2log, at::Tensor& rank, at::Tensor& logcnt, PlanReport& report);
+
+}  // namespace eplb::core

@@ -1,6 +1,7 @@
 #include "balanced.hpp"
 
 #include "balanced_history.hpp"
+#include "balanced_migration.hpp"
 #include "balanced_search.hpp"
 
 #include <ATen/Parallel.h>
@@ -108,11 +109,51 @@ void BalancedPlanner::write(LayerOut out) const {
     for (std::int32_t e = 0; e < shape_.experts; ++e) out.logcnt[e] = placement_.count(e);
 }
 
+// True when every domain's mean GPU load is within `budget`.
+bool BalancedPlanner::node_loads_fit(double budget) const {
+    for (std::int32_t k = 0; k < placement_.num_domains(); ++k) {
+        const Domain d = placement_.domain(k);
+        double total = 0.0;
+        for (std::int32_t g = d.first_gpu; g < d.last_gpu; ++g) total += placement_.gpu_load(g);
+        if (total / (d.last_gpu - d.first_gpu) > budget) return false;
+    }
+    return true;
+}
+
+// Step 6: the fewer-moves candidate within the budget; `out` holds the plan made from scratch.
+bool BalancedPlanner::migrate(const double* weight, const std::int64_t* previous, LayerOut out) {
+    const double budget = placement_.max_load() / (1.0 - options_.max_balance_loss) * (1.0 + kSameLoad);
+    relabel_to_previous(shape_, out.phy2log, out.rank, previous, migration_scratch_);
+    const std::int64_t relabelled_moves = moved_slots(out.phy2log, previous, shape_.slots);
+    if (relabelled_moves == 0 || !previous_ranks(shape_, previous, start_rank_.data(), migration_scratch_))
+        return false;
+    placement_.reset(weight, previous, start_rank_.data());
+    if (shape_.mode == PlacementMode::hierarchical && shape_.nodes > 1 && !node_loads_fit(budget)) {
+        // The previous split cannot meet the budget: move the fewest groups that lets it.
+        if (!nearest_feasible_split(weight, shape_, previous_split(migration_scratch_), budget, split_)) return false;
+        rebuild_for_split(weight, shape_, previous_split(migration_scratch_), split_, previous, start_phy2log_.data(),
+                          start_rank_.data());
+        placement_.reset(weight, start_phy2log_.data(), start_rank_.data());
+    }
+    if (shape_.no_duplicates) repair_duplicates(placement_, RepairOrder::swap_first, scratch_);
+    const std::int32_t max_steps = 4 * shape_.slots;
+    for (std::int32_t k = 0; k < placement_.num_domains(); ++k) {
+        const Domain d = placement_.domain(k);
+        improve_placement(placement_, d, budget, /*count_moves=*/true, max_steps, scratch_);
+        if (domain_max(placement_, d) > budget)
+            escape_local_optimum(placement_, d, budget, kEscapeRounds, max_steps, scratch_);
+    }
+    if (placement_.max_load() > budget || placement_.duplicates() > forced_duplicates_) return false;
+    for (std::int32_t p = 0; p < shape_.slots; ++p) start_phy2log_[p] = placement_.expert(p);
+    if (moved_slots(start_phy2log_.data(), previous, shape_.slots) >= relabelled_moves) return false;
+    write(out);
+    return true;
+}
+
 LayerNotes BalancedPlanner::plan_layer(const double* weight, const std::int64_t* previous, LayerOut out) {
-    (void)previous;
     LayerNotes notes;
     const double reference = plan_reference(weight);
-    const bool started_elsewhere = load_start(weight);
+    load_start(weight);
     repair_and_improve(RepairOrder::swap_first, reference);
     if (placement_.max_load() > reference * (1.0 + kSameLoad)) {
         // Step 5: plan again from the reference, releasing duplicates; keep the better result.
@@ -125,10 +166,10 @@ LayerNotes BalancedPlanner::plan_layer(const double* weight, const std::int64_t*
             forced_duplicates_ = first_forced;
         }
     }
-    (void)started_elsewhere;
     notes.forced_duplicates = forced_duplicates_;
     notes.above_reference = placement_.max_load() > reference * (1.0 + kSameLoad);
     write(out);
+    if (previous) notes.kept_previous = migrate(weight, previous, out);
     return notes;
 }
 

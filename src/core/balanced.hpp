@@ -18,6 +18,7 @@
 // 7. output: primaries get replica rank 0, the other replicas ranks 1, 2, ... in slot order.
 #pragma once
 
+#include "balanced_migration.hpp"
 #include "balanced_placement.hpp"
 #include "balanced_search.hpp"
 #include "balanced_start.hpp"
@@ -35,7 +36,7 @@ namespace eplb::core {
 
 /// What happened to one layer.
 struct LayerNotes {
-    bool above_reference = false;    ///< max GPU load above the reference's (deepseek's)
+    bool above_reference = false;    ///< the plan from scratch: max GPU load above deepseek's
     std::int64_t forced_duplicates = 0;
     bool kept_previous = false;      ///< the plan repairs the previous one
 };
@@ -55,6 +56,8 @@ private:
     void repair_and_improve(RepairOrder order, double reference);
     void improve(double reference);
     void write(LayerOut out) const;
+    bool migrate(const double* weight, const std::int64_t* previous, LayerOut out);
+    bool node_loads_fit(double budget) const;
 
     LayerShape shape_;
     PlanOptions options_;
@@ -70,6 +73,7 @@ private:
     std::vector<double> stop_;                    // per domain: its mean GPU load
     SearchScratch scratch_;
     StartScratch start_scratch_;
+    MigrationScratch migration_scratch_;
     std::int64_t forced_duplicates_ = 0;
 };
 

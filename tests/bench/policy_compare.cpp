@@ -11,7 +11,10 @@
 // --olmoe FILE     OLMoE expert_counts.json: {model: {"expert_counts": {domain: [L][E]}}}; the
 //                  olmoe model's domains (in name order) form a series of windows
 // --history K      windows the balanced policy plans from (default 4)
+// --aggregation A  how it combines them: mean | ema | max (default mean)
+// --ema-decay D    decay of ema (default 0.5)
 // --windows T      windows of the synthetic DeepSeek-V3 series (default 24)
+// --tables LIST    quality,migration (default both)
 #include "io/hdf5_file.hpp"
 #include "support/synthetic_series.hpp"
 
@@ -78,8 +81,11 @@ at::Tensor history(const at::Tensor& windows, std::int64_t last, std::int64_t k)
     return windows.slice(0, first, last + 1);
 }
 
+// History settings of the balanced policy (the references always sum their windows).
+PlanOptions g_history;
+
 PlanOptions options_for(const Variant& v) {
-    PlanOptions o;
+    PlanOptions o = g_history;
     o.policy = v.policy;
     o.mode = v.mode;
     return o;
@@ -242,9 +248,13 @@ int run(int argc, char** argv) {
     for (int i = 1; i + 1 < argc; i += 2) args[argv[i]] = argv[i + 1];
     if (argc % 2 == 0) throw UsageError("options come in pairs: --name value (see the comment at the top)");
     for (const auto& [key, value] : args)
-        if (key != "--sglang" && key != "--dsv2lite" && key != "--olmoe" && key != "--history" && key != "--windows")
+        if (key != "--sglang" && key != "--dsv2lite" && key != "--olmoe" && key != "--history" && key != "--windows" &&
+            key != "--aggregation" && key != "--ema-decay" && key != "--tables")
             throw UsageError("unknown option " + key);
     const std::int64_t k = args.count("--history") ? std::stoll(args["--history"]) : 4;
+    if (args.count("--aggregation")) g_history.aggregation = parse_history_aggregation(args["--aggregation"]);
+    if (args.count("--ema-decay")) g_history.ema_decay = std::stod(args["--ema-decay"]);
+    const std::string tables = args.count("--tables") ? args["--tables"] : "quality,migration";
     const std::int64_t windows = args.count("--windows") ? std::stoll(args["--windows"]) : 24;
     std::vector<DataSet> sets;
     if (args.count("--sglang")) {
@@ -254,8 +264,8 @@ int run(int argc, char** argv) {
     if (args.count("--dsv2lite")) sets.push_back(dsv2lite_set(args["--dsv2lite"]));
     if (args.count("--olmoe")) sets.push_back(olmoe_set(args["--olmoe"]));
     sets.push_back(synthetic_set(windows));
-    print_quality(sets, k);
-    print_migration(sets, k);
+    if (tables.find("quality") != std::string::npos) print_quality(sets, k);
+    if (tables.find("migration") != std::string::npos) print_migration(sets, k);
     return 0;
 }
 

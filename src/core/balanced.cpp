@@ -33,7 +33,8 @@ BalancedPlanner::BalancedPlanner(const Topology& t, std::int64_t E, const PlanOp
       reference_rank_(static_cast<std::size_t>(t.num_replicas)),
       reference_count_(static_cast<std::size_t>(E)),
       start_phy2log_(static_cast<std::size_t>(t.num_replicas)),
-      start_rank_(static_cast<std::size_t>(t.num_replicas)) {
+      start_rank_(static_cast<std::size_t>(t.num_replicas)),
+      start_count_(static_cast<std::size_t>(E)) {
     options_.previous = nullptr;  // the driver passes rows; the pointer is not kept
 }
 
@@ -109,6 +110,19 @@ void BalancedPlanner::write(LayerOut out) const {
     for (std::int32_t e = 0; e < shape_.experts; ++e) out.logcnt[e] = placement_.count(e);
 }
 
+// Repairs left duplicates: plan again from spread_start, keep it when it has fewer (or as few and
+// a lighter peak).
+void BalancedPlanner::spread_out(const double* weight, double reference) {
+    const Placement repaired = placement_;
+    split_.assign(static_cast<std::size_t>(shape_.groups), 0);
+    for (std::int32_t g = 0; g < shape_.groups; ++g) split_[g] = placement_.home_node(g * shape_.group_size);
+    spread_start(weight, shape_, split_, start_phy2log_.data(), start_rank_.data(), start_scratch_);
+    placement_.reset(weight, start_phy2log_.data(), start_rank_.data());
+    repair_and_improve(RepairOrder::release_first, reference);
+    const std::int64_t before = repaired.duplicates(), after = placement_.duplicates();
+    if (after > before || (after == before && placement_.max_load() >= repaired.max_load())) placement_ = repaired;
+}
+
 // True when every domain's mean GPU load is within `budget`.
 bool BalancedPlanner::node_loads_fit(double budget) const {
     for (std::int32_t k = 0; k < placement_.num_domains(); ++k) {
@@ -144,9 +158,12 @@ bool BalancedPlanner::migrate(const double* weight, const std::int64_t* previous
             escape_local_optimum(placement_, d, budget, kEscapeRounds, max_steps, scratch_);
     }
     if (placement_.max_load() > budget || placement_.duplicates() > forced_duplicates_) return false;
-    for (std::int32_t p = 0; p < shape_.slots; ++p) start_phy2log_[p] = placement_.expert(p);
+    write(LayerOut{start_phy2log_.data(), start_rank_.data(), start_count_.data()});
+    keep_slots(shape_, start_phy2log_.data(), start_rank_.data(), previous, migration_scratch_);
     if (moved_slots(start_phy2log_.data(), previous, shape_.slots) >= relabelled_moves) return false;
-    write(out);
+    std::copy(start_phy2log_.begin(), start_phy2log_.end(), out.phy2log);
+    std::copy(start_rank_.begin(), start_rank_.end(), out.rank);
+    std::copy(start_count_.begin(), start_count_.end(), out.logcnt);
     return true;
 }
 
@@ -166,10 +183,12 @@ LayerNotes BalancedPlanner::plan_layer(const double* weight, const std::int64_t*
             forced_duplicates_ = first_forced;
         }
     }
-    notes.forced_duplicates = forced_duplicates_;
+    if (shape_.no_duplicates && placement_.duplicates() > 0) spread_out(weight, reference);
+    forced_duplicates_ = shape_.no_duplicates ? placement_.duplicates() : 0;
     notes.above_reference = placement_.max_load() > reference * (1.0 + kSameLoad);
     write(out);
     if (previous) notes.kept_previous = migrate(weight, previous, out);
+    notes.forced_duplicates = forced_duplicates_;
     return notes;
 }
 

@@ -12,7 +12,8 @@
 // 4. improve: swaps on every domain (a node's GPUs for hierarchical plans, all GPUs otherwise),
 //    then iterated local search on the domain holding the layer's peak (balanced_search);
 // 5. fallback: a result above the reference is planned again from the reference, its duplicates
-//    released to other experts instead of swapped away, and the better plan is kept;
+//    released to other experts instead of swapped away, and the better plan is kept; where repairs
+//    leave duplicates, the layer is planned again from a duplicate-free start (spread_start);
 // 6. migrate (with a previous plan, balanced_migration): within the balance budget, the plan that
 //    moves the fewest replicas;
 // 7. output: primaries get replica rank 0, the other replicas ranks 1, 2, ... in slot order.
@@ -58,6 +59,7 @@ private:
     void write(LayerOut out) const;
     bool migrate(const double* weight, const std::int64_t* previous, LayerOut out);
     bool node_loads_fit(double budget) const;
+    void spread_out(const double* weight, double reference);
 
     LayerShape shape_;
     PlanOptions options_;
@@ -69,6 +71,7 @@ private:
     std::vector<std::int64_t> reference_count_;   // [E]
     std::vector<std::int64_t> start_phy2log_;     // [R]
     std::vector<std::int64_t> start_rank_;        // [R]
+    std::vector<std::int64_t> start_count_;       // [E]
     std::vector<std::int32_t> split_;             // [groups]
     std::vector<double> stop_;                    // per domain: its mean GPU load
     SearchScratch scratch_;

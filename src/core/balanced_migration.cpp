@@ -145,6 +145,36 @@ private:
     std::int64_t visits_ = 0;
 };
 
+// Moves the replicas of each GPU g of the row to GPU target[g], those the target held in
+// `previous` into their old slots, the others into the free slots in their current order.
+void place_on_targets(const LayerShape& shape, std::int64_t* phy2log, std::int64_t* rank, const std::int64_t* previous,
+                      const std::vector<std::int32_t>& target, MigrationScratch& s) {
+    const std::int32_t G = shape.gpus, S = shape.slots_per_gpu, R = shape.slots;
+    s.row.assign(static_cast<std::size_t>(R), -1);
+    s.row_rank.assign(static_cast<std::size_t>(R), -1);
+    for (std::int32_t g = 0; g < G; ++g) {
+        const std::int32_t t = target[g];
+        s.used.assign(static_cast<std::size_t>(S), 0);  // replicas of g already placed
+        for (std::int32_t k = 0; k < S; ++k)
+            for (std::int32_t i = 0; i < S; ++i)
+                if (!s.used[i] && phy2log[g * S + i] == previous[t * S + k]) {
+                    s.used[i] = 1;
+                    s.row[t * S + k] = phy2log[g * S + i];
+                    s.row_rank[t * S + k] = rank[g * S + i];
+                    break;
+                }
+        std::int32_t free = t * S;
+        for (std::int32_t i = 0; i < S; ++i) {
+            if (s.used[i]) continue;
+            while (s.row[free] >= 0) ++free;
+            s.row[free] = phy2log[g * S + i];
+            s.row_rank[free] = rank[g * S + i];
+        }
+    }
+    std::copy(s.row.begin(), s.row.end(), phy2log);
+    std::copy(s.row_rank.begin(), s.row_rank.end(), rank);
+}
+
 }  // namespace
 
 const std::vector<std::int32_t>& previous_split(const MigrationScratch& scratch) { return scratch.group_home; }
@@ -236,7 +266,7 @@ std::int64_t moved_slots(const std::int64_t* a, const std::int64_t* b, std::int3
 
 void relabel_to_previous(const LayerShape& shape, std::int64_t* phy2log, std::int64_t* rank,
                          const std::int64_t* previous, MigrationScratch& s) {
-    const std::int32_t N = shape.nodes, G = shape.gpus, S = shape.slots_per_gpu, R = shape.slots;
+    const std::int32_t N = shape.nodes, G = shape.gpus;
     // Target GPU of every GPU: the best renaming inside each pair of nodes, then of the nodes.
     std::vector<std::int32_t>& target = s.gpu_target;
     target.assign(static_cast<std::size_t>(G), 0);
@@ -251,30 +281,14 @@ void relabel_to_previous(const LayerShape& shape, std::int64_t* phy2log, std::in
         const std::int32_t* t = pair_target.data() + (a * N + s.node_assignment[a]) * G;
         for (std::int32_t g = a * shape.gpus_per_node; g < (a + 1) * shape.gpus_per_node; ++g) target[g] = t[g];
     }
-    // Move each GPU's replicas to its target, experts held there before into their old slots.
-    s.row.assign(static_cast<std::size_t>(R), -1);
-    s.row_rank.assign(static_cast<std::size_t>(R), -1);
-    for (std::int32_t g = 0; g < G; ++g) {
-        const std::int32_t t = target[g];
-        s.used.assign(static_cast<std::size_t>(S), 0);  // replicas of g already placed
-        for (std::int32_t k = 0; k < S; ++k)
-            for (std::int32_t i = 0; i < S; ++i)
-                if (!s.used[i] && phy2log[g * S + i] == previous[t * S + k]) {
-                    s.used[i] = 1;
-                    s.row[t * S + k] = phy2log[g * S + i];
-                    s.row_rank[t * S + k] = rank[g * S + i];
-                    break;
-                }
-        std::int32_t free = t * S;
-        for (std::int32_t i = 0; i < S; ++i) {
-            if (s.used[i]) continue;
-            while (s.row[free] >= 0) ++free;
-            s.row[free] = phy2log[g * S + i];
-            s.row_rank[free] = rank[g * S + i];
-        }
-    }
-    std::copy(s.row.begin(), s.row.end(), phy2log);
-    std::copy(s.row_rank.begin(), s.row_rank.end(), rank);
+    place_on_targets(shape, phy2log, rank, previous, target, s);
+}
+
+void keep_slots(const LayerShape& shape, std::int64_t* phy2log, std::int64_t* rank, const std::int64_t* previous,
+                MigrationScratch& s) {
+    s.gpu_target.resize(static_cast<std::size_t>(shape.gpus));
+    for (std::int32_t g = 0; g < shape.gpus; ++g) s.gpu_target[g] = g;
+    place_on_targets(shape, phy2log, rank, previous, s.gpu_target, s);
 }
 
 bool previous_ranks(const LayerShape& shape, const std::int64_t* previous, std::int64_t* rank, MigrationScratch& s) {

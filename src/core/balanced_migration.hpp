@@ -37,6 +37,11 @@ std::int64_t moved_slots(const std::int64_t* a, const std::int64_t* b, std::int3
 void relabel_to_previous(const LayerShape& shape, std::int64_t* phy2log, std::int64_t* rank,
                          const std::int64_t* previous, MigrationScratch& scratch);
 
+/// Orders each GPU's slots of the row so that an expert the GPU held in `previous` keeps (one of)
+/// its old slot(s); the others fill the free slots in their current order. Ranks travel along.
+void keep_slots(const LayerShape& shape, std::int64_t* phy2log, std::int64_t* rank, const std::int64_t* previous,
+                MigrationScratch& scratch);
+
 /// Replica ranks for the previous row that make it a plan of the shape's mode: the first replica
 /// of each expert (on its group's home node for relaxed plans) becomes the primary. Returns false
 /// when the row breaks the mode's rule (hierarchical: a group spread over nodes, or a node with

@@ -269,4 +269,64 @@ void relaxed_start(const double* w, const LayerShape& shape, const std::vector<s
     }
 }
 
+void spread_start(const double* w, const LayerShape& shape, const std::vector<std::int32_t>& split,
+                  std::int64_t* phy2log, std::int64_t* rank, StartScratch& s) {
+    const std::int32_t S = shape.slots_per_gpu, G = shape.gpus;
+    const bool per_node = shape.mode == PlacementMode::hierarchical;
+    const std::int32_t domains = per_node ? shape.nodes : 1, width = G / domains, cap = width;
+    auto home = [&](std::int32_t e) { return shape.mode == PlacementMode::global ? 0 : split[e / shape.group_size]; };
+    s.gpu_fill.assign(static_cast<std::size_t>(G), 0);
+    s.gpu_load.assign(static_cast<std::size_t>(G), 0.0);
+    s.count.assign(static_cast<std::size_t>(shape.experts), 1);
+    for (std::int32_t k = 0; k < domains; ++k) {
+        s.items.clear();  // the domain's experts
+        for (std::int32_t e = 0; e < shape.experts; ++e)
+            if (!per_node || home(e) == k) s.items.push_back(e);
+        // D'Hondt counts, capped.
+        for (std::int32_t extra = width * S - static_cast<std::int32_t>(s.items.size()); extra > 0; --extra) {
+            std::int32_t best = -1;
+            for (const std::int32_t e : s.items)
+                if (s.count[e] < cap && (best < 0 || w[e] / s.count[e] > w[best] / s.count[best])) best = e;
+            ++s.count[best < 0 ? s.items.front() : best];
+        }
+        std::stable_sort(s.items.begin(), s.items.end(), [&](std::int32_t a, std::int32_t b) {
+            return s.count[a] > s.count[b] || (s.count[a] == s.count[b] && w[a] > w[b]);
+        });
+        const std::int32_t first = k * width;
+        for (const std::int32_t e : s.items) {
+            const double load = w[e] / s.count[e];
+            auto better = [&](std::int32_t a, std::int32_t b) {  // a before b: more room, lighter, lower id
+                if (s.gpu_fill[a] != s.gpu_fill[b]) return s.gpu_fill[a] < s.gpu_fill[b];
+                return s.gpu_load[a] < s.gpu_load[b] || (s.gpu_load[a] == s.gpu_load[b] && a < b);
+            };
+            s.on_gpu.assign(static_cast<std::size_t>(width), 0);  // GPUs chosen for e
+            std::int32_t chosen = 0;
+            auto take = [&](std::int32_t lo, std::int32_t hi) {
+                std::int32_t best = -1;
+                for (std::int32_t g = lo; g < hi; ++g)
+                    if (s.gpu_fill[g] < S && !s.on_gpu[g - first] && (best < 0 || better(g, best))) best = g;
+                if (best < 0) return false;
+                s.on_gpu[best - first] = 1;
+                const std::int32_t slot = best * S + s.gpu_fill[best]++;
+                phy2log[slot] = e;
+                rank[slot] = chosen++;
+                s.gpu_load[best] += load;
+                return true;
+            };
+            if (shape.mode == PlacementMode::relaxed)
+                take(home(e) * shape.gpus_per_node, (home(e) + 1) * shape.gpus_per_node);
+            while (chosen < s.count[e])
+                if (!take(first, first + width)) break;
+            for (; chosen < s.count[e]; ++chosen) {  // no distinct GPU left: only in corner cases
+                std::int32_t g = first;
+                while (s.gpu_fill[g] == S) ++g;
+                const std::int32_t slot = g * S + s.gpu_fill[g]++;
+                phy2log[slot] = e;
+                rank[slot] = chosen;
+                s.gpu_load[g] += load;
+            }
+        }
+    }
+}
+
 }  // namespace eplb::core

@@ -57,4 +57,14 @@ void split_start(const float* weight, const LayerShape& shape, const std::vector
 void relaxed_start(const double* weight, const LayerShape& shape, const std::vector<std::int32_t>& split,
                    std::int64_t* phy2log, std::int64_t* rank, StartScratch& scratch);
 
+/// A start without duplicates wherever one exists, for when repairs leave some: in each domain (a
+/// node's groups for hierarchical plans, the whole layer otherwise) D'Hondt counts (float64, lower
+/// id on ties) capped at the GPUs an expert may use, then the experts by count descending (ties:
+/// heavier, lower id) each onto its count of distinct GPUs with the most free slots (ties: lighter,
+/// lower id); a relaxed primary first takes the best GPU of its home node. Placing the largest
+/// demands first on the emptiest GPUs realises any counts that fit (Gale-Ryser), so only relaxed
+/// plans can be left with duplicates, in corner cases.
+void spread_start(const double* weight, const LayerShape& shape, const std::vector<std::int32_t>& split,
+                  std::int64_t* phy2log, std::int64_t* rank, StartScratch& scratch);
+
 }  // namespace eplb::core

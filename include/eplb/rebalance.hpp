@@ -52,14 +52,16 @@ PlacementMode parse_placement_mode(std::string_view name);
 /// planning load w [L, E] of the balanced policy:
 ///
 /// - `mean`: w = (1 / k) sum_t h_t;
-/// - `ema`:  w = sum_t a^(k-1-t) h_t / sum_t a^(k-1-t), a = PlanOptions::ema_decay in (0, 1];
-/// - `max`:  w[l, e] = max_t h_t[l, e] / max_t W_t[l] * mean_t W_t[l] (each expert at its busiest
-///   window, rescaled to the mean layer total): plans for every expert's worst recent window.
+/// - `ema`:  w = sum_t a^(k-1-t) h_t / sum_t a^(k-1-t), a = PlanOptions::ema_decay in (0, 1].
 ///
+/// Besides, hierarchical and relaxed plans split the groups over nodes for the history itself:
+/// the split minimises the mean over the windows of the largest node share
+/// max_n (load of node n in h_t) / W_t (as SGLang's `deepseek_vec` minimises per-window peaks),
+/// where that does not raise the max GPU load above `deepseek`'s on w.
 /// The references always plan from the plain sum of the windows.
-enum class HistoryAggregation { mean, ema, max };
+enum class HistoryAggregation { mean, ema };
 
-/// "mean", "ema", "max".
+/// "mean", "ema".
 std::string to_string(HistoryAggregation aggregation);
 /// Parses an aggregation name; throws UsageError listing the known names.
 HistoryAggregation parse_history_aggregation(std::string_view name);

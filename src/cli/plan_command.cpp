@@ -53,7 +53,7 @@ po::options_description plan_options(PlanArgs& a) {
         ("history", po::value(&a.history)->default_value(0),
          "plan from the last K windows of the input (0: all windows summed into one)")
         ("aggregation", po::value(&a.aggregation)->default_value("mean"),
-         "mean | ema | max: how the balanced policy combines the history windows")
+         "mean | ema: how the balanced policy combines the history windows")
         ("ema-decay", po::value(&a.ema_decay)->default_value(0.5), "decay of --aggregation ema, in (0, 1]")
         ("previous", po::value(&a.previous),
          "the plan now deployed, an SGLang expert-location JSON (physical_to_logical_map): the balanced "

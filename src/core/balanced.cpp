@@ -49,10 +49,11 @@ double BalancedPlanner::plan_reference(const double* weight) {
 
 // Step 2: replaces the reference in the placement by a better start where the mode has one.
 // Returns true when it did.
-bool BalancedPlanner::load_start(const double* weight) {
+bool BalancedPlanner::load_start(const double* weight, const LayerHistory& history) {
     if (shape_.mode == PlacementMode::global || shape_.nodes == 1) return false;
     group_split_of(reference_phy2log_.data(), reference_rank_.data(), shape_, split_);
-    const bool new_split = improve_group_split(weight, shape_, split_, start_scratch_);
+    const bool new_split = history.count > 1 ? robust_group_split(history, shape_, split_, start_scratch_)
+                                             : improve_group_split(weight, shape_, split_, start_scratch_);
     if (shape_.mode == PlacementMode::relaxed)
         relaxed_start(weight, shape_, split_, start_phy2log_.data(), start_rank_.data(), start_scratch_);
     else if (new_split)
@@ -69,22 +70,30 @@ void BalancedPlanner::repair_and_improve(RepairOrder order, double reference) {
     improve(reference);
 }
 
-// Step 3, in two phases of rising cost: (a) swaps on every domain down to its mean GPU load;
+// Step 3, in two phases of rising cost: (a) swaps on every domain down to its mean GPU load (or
+// the largest domain mean, below which the layer's peak cannot go);
 // then (b) iterated local search (count-move perturbations followed by swaps) on the domain
 // holding the layer's heaviest GPU only (the others cannot change the layer's peak) while it is
 // more than kEscapeAbove above its mean or above the reference; each domain at most once.
 void BalancedPlanner::improve(double reference) {
     const std::int32_t domains = placement_.num_domains();
     const std::int32_t max_steps = 4 * shape_.slots;
+    // A domain can never get below its mean GPU load, and no domain needs to get below the
+    // largest of the means (the layer's peak cannot): each stops at the larger of the two.
     stop_.assign(static_cast<std::size_t>(domains), 0.0);
+    double floor = 0.0;
     for (std::int32_t k = 0; k < domains; ++k) {
         const Domain d = placement_.domain(k);
         double total = 0.0;
         for (std::int32_t g = d.first_gpu; g < d.last_gpu; ++g) total += placement_.gpu_load(g);
         stop_[k] = total / (d.last_gpu - d.first_gpu) * (1.0 + kSameLoad);
+        floor = std::max(floor, stop_[k]);
+    }
+    for (std::int32_t k = 0; k < domains; ++k) {
+        stop_[k] = std::max(stop_[k], floor);
         // Relaxed plans need replicas to change nodes, which takes count moves.
-        improve_placement(placement_, d, stop_[k], /*count_moves=*/shape_.mode == PlacementMode::relaxed, max_steps,
-                          scratch_);
+        improve_placement(placement_, placement_.domain(k), stop_[k],
+                          /*count_moves=*/shape_.mode == PlacementMode::relaxed, max_steps, scratch_);
     }
     std::vector<bool> done(static_cast<std::size_t>(domains), false);
     while (true) {
@@ -167,10 +176,11 @@ bool BalancedPlanner::migrate(const double* weight, const std::int64_t* previous
     return true;
 }
 
-LayerNotes BalancedPlanner::plan_layer(const double* weight, const std::int64_t* previous, LayerOut out) {
+LayerNotes BalancedPlanner::plan_layer(const double* weight, const LayerHistory& history,
+                                       const std::int64_t* previous, LayerOut out) {
     LayerNotes notes;
     const double reference = plan_reference(weight);
-    load_start(weight);
+    load_start(weight, history);
     repair_and_improve(RepairOrder::swap_first, reference);
     if (placement_.max_load() > reference * (1.0 + kSameLoad)) {
         // Step 5: plan again from the reference, releasing duplicates; keep the better result.
@@ -212,9 +222,11 @@ void plan_balanced(const at::Tensor& windows, const Topology& topology, const Pl
     // Layers are independent and each writes its own rows: the same result for any thread count.
     at::parallel_for(0, L, /*grain_size=*/8, [&](std::int64_t begin, std::int64_t end) {
         BalancedPlanner planner(topology, E, options);
-        for (std::int64_t l = begin; l < end; ++l)
+        for (std::int64_t l = begin; l < end; ++l) {
+            const LayerHistory history{windows.data_ptr<float>() + l * E, windows.size(0), L * E};
             notes[static_cast<std::size_t>(l)] = planner.plan_layer(
-                wp + l * E, prev ? prev + l * R : nullptr, LayerOut{pp + l * R, rp + l * R, cp + l * E});
+                wp + l * E, history, prev ? prev + l * R : nullptr, LayerOut{pp + l * R, rp + l * R, cp + l * E});
+        }
     });
 
     report = PlanReport{};

@@ -4,10 +4,11 @@
 // 1. reference: the `deepseek` plan of the layer in the mode's topology (hierarchical and relaxed
 //    plans: the hierarchical plan; global plans: groups = nodes = 1); its max GPU load is what the
 //    result must not exceed;
-// 2. start (balanced_start): hierarchical plans look for a lighter split of groups over nodes and
-//    start from `deepseek`'s steps on it when there is one, else from the reference; relaxed plans
-//    start from node-aware replica counts packed with primaries at home; global plans start from
-//    the reference;
+// 2. start (balanced_start): hierarchical plans look for a lighter split of groups over nodes (or,
+//    planning from several windows, one with a lower mean peak over them) and start from
+//    `deepseek`'s steps on it when there is one, else from the reference; relaxed plans start from
+//    node-aware replica counts packed with primaries at home; global plans start from the
+//    reference;
 // 3. repair: no two replicas of one expert on one GPU (balanced_search: repair_duplicates);
 // 4. improve: swaps on every domain (a node's GPUs for hierarchical plans, all GPUs otherwise),
 //    then iterated local search on the domain holding the layer's peak (balanced_search);
@@ -47,13 +48,15 @@ class BalancedPlanner {
 public:
     BalancedPlanner(const Topology& topology, std::int64_t num_experts, const PlanOptions& options);
 
-    /// Plans one layer from its planning load `weight` [E]; `previous` is the deployed plan's
-    /// phy2log row [R] or null. Writes phy2log, rank and logcnt of the layer to `out`.
-    LayerNotes plan_layer(const double* weight, const std::int64_t* previous, LayerOut out);
+    /// Plans one layer from its planning load `weight` [E] and the windows it came from;
+    /// `previous` is the deployed plan's phy2log row [R] or null. Writes phy2log, rank and logcnt
+    /// of the layer to `out`.
+    LayerNotes plan_layer(const double* weight, const LayerHistory& history, const std::int64_t* previous,
+                          LayerOut out);
 
 private:
     double plan_reference(const double* weight);
-    bool load_start(const double* weight);
+    bool load_start(const double* weight, const LayerHistory& history);
     void repair_and_improve(RepairOrder order, double reference);
     void improve(double reference);
     void write(LayerOut out) const;

@@ -18,27 +18,6 @@ void weighted_mean(const float* h, std::int64_t k, std::int64_t n, const std::ve
     for (std::int64_t i = 0; i < n; ++i) out[i] /= total;
 }
 
-// Each expert at its busiest window, rescaled per layer to the mean layer total.
-void busiest_windows(const float* h, std::int64_t k, std::int64_t L, std::int64_t E, double* out) {
-    for (std::int64_t l = 0; l < L; ++l) {
-        double mean_total = 0.0, max_total = 0.0;
-        for (std::int64_t t = 0; t < k; ++t) {
-            double total = 0.0;
-            for (std::int64_t e = 0; e < E; ++e) total += h[(t * L + l) * E + e];
-            mean_total += total / static_cast<double>(k);
-            max_total = std::max(max_total, total);
-        }
-        double* row = out + l * E;
-        for (std::int64_t e = 0; e < E; ++e) {
-            double peak = 0.0;
-            for (std::int64_t t = 0; t < k; ++t) peak = std::max(peak, static_cast<double>(h[(t * L + l) * E + e]));
-            row[e] = peak;
-        }
-        if (max_total > 0.0)
-            for (std::int64_t e = 0; e < E; ++e) row[e] = row[e] / max_total * mean_total;
-    }
-}
-
 }  // namespace
 
 at::Tensor planning_load(const at::Tensor& windows, const PlanOptions& options) {
@@ -57,7 +36,6 @@ at::Tensor planning_load(const at::Tensor& windows, const PlanOptions& options) 
             for (std::int64_t t = 0; t < k; ++t) factor[static_cast<std::size_t>(t)] = std::pow(options.ema_decay, static_cast<double>(k - 1 - t));
             weighted_mean(h, k, n, factor, o);
             break;
-        case HistoryAggregation::max: busiest_windows(h, k, L, E, o); break;
     }
     return out;
 }

@@ -144,6 +144,71 @@ bool improve_group_split(const double* weight, const LayerShape& shape, std::vec
     return descend_split(s.group_load, shape.nodes, split);
 }
 
+namespace {
+
+// Calls visit() for every split of the groups (groups / N per node); of the empty nodes only the
+// first is tried (nodes are interchangeable).
+template <typename Visit>
+void for_each_split(std::int32_t g, std::int32_t nodes, std::int32_t per, std::vector<std::int32_t>& split,
+                    std::vector<std::int32_t>& count, Visit& visit) {
+    if (g == static_cast<std::int32_t>(split.size())) {
+        visit();
+        return;
+    }
+    bool tried_empty = false;
+    for (std::int32_t n = 0; n < nodes; ++n) {
+        if (count[n] == per || (count[n] == 0 && tried_empty)) continue;
+        tried_empty |= count[n] == 0;
+        split[g] = n;
+        ++count[n];
+        for_each_split(g + 1, nodes, per, split, count, visit);
+        --count[n];
+    }
+}
+
+}  // namespace
+
+bool robust_group_split(const LayerHistory& h, const LayerShape& shape, std::vector<std::int32_t>& split,
+                        StartScratch& s) {
+    const std::int32_t G = shape.groups, N = shape.nodes;
+    if (h.count < 2 || N == 1 || G == N || splits_count(G, N) > kMaxSplits) return false;
+    // Group shares of every window: [count, G].
+    s.group_load.assign(static_cast<std::size_t>(h.count * G), 0.0);
+    for (std::int64_t t = 0; t < h.count; ++t) {
+        double total = 0.0;
+        for (std::int32_t e = 0; e < shape.experts; ++e) {
+            s.group_load[t * G + e / shape.group_size] += h.windows[t * h.stride + e];
+            total += h.windows[t * h.stride + e];
+        }
+        for (std::int32_t g = 0; g < G; ++g) s.group_load[t * G + g] = total > 0.0 ? s.group_load[t * G + g] / total : 0.0;
+    }
+    s.node_primary.resize(static_cast<std::size_t>(N));
+    auto mean_peak = [&](const std::vector<std::int32_t>& sp) {
+        double sum = 0.0;
+        for (std::int64_t t = 0; t < h.count; ++t) {
+            std::fill(s.node_primary.begin(), s.node_primary.end(), 0.0);
+            for (std::int32_t g = 0; g < G; ++g) s.node_primary[sp[g]] += s.group_load[t * G + g];
+            sum += *std::max_element(s.node_primary.begin(), s.node_primary.end());
+        }
+        return sum;
+    };
+    double best = mean_peak(split) * (1.0 - kSplitGain);
+    bool found = false;
+    s.pack.assign(static_cast<std::size_t>(G), 0);  // the split being visited
+    s.count.assign(static_cast<std::size_t>(N), 0);
+    auto visit = [&]() {
+        const double v = mean_peak(s.pack);
+        if (v < best) {
+            best = v;
+            s.best_split = s.pack;
+            found = true;
+        }
+    };
+    for_each_split(0, N, G / N, s.pack, s.count, visit);
+    if (found) split = s.best_split;
+    return found;
+}
+
 void split_start(const float* weight, const LayerShape& shape, const std::vector<std::int32_t>& split,
                  std::int64_t* phy2log, std::int64_t* rank, StartScratch& s) {
     const std::int32_t per_node = shape.experts / shape.nodes, slots = shape.slots_per_node;

@@ -41,6 +41,20 @@ void group_split_of(const std::int64_t* phy2log, const std::int64_t* rank, const
 bool improve_group_split(const double* weight, const LayerShape& shape, std::vector<std::int32_t>& split,
                          StartScratch& scratch);
 
+/// A history of windows for one layer: window t's loads [E] start at windows + t * stride.
+struct LayerHistory {
+    const float* windows = nullptr;
+    std::int64_t count = 0;
+    std::int64_t stride = 0;
+};
+
+/// With two windows or more: the split (groups / N per node) that minimises the mean over the
+/// windows of the largest node share, max_n (load of n in window t) / W_t (windows without load
+/// left out), by exhaustive search when there are at most kMaxSplits splits. Keeps `split` unless
+/// another is better by more than a relative 1e-9. Returns true when it changed.
+bool robust_group_split(const LayerHistory& history, const LayerShape& shape, std::vector<std::int32_t>& split,
+                        StartScratch& scratch);
+
 /// `deepseek`'s replication and packing inside each node for the given split (float32 weights,
 /// as the reference): node n holds its groups in ascending id order.
 void split_start(const float* weight, const LayerShape& shape, const std::vector<std::int32_t>& split,

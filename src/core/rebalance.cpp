@@ -103,14 +103,12 @@ std::string to_string(HistoryAggregation aggregation) {
     switch (aggregation) {
         case HistoryAggregation::mean: return "mean";
         case HistoryAggregation::ema: return "ema";
-        case HistoryAggregation::max: return "max";
     }
     return "unknown";
 }
 
 HistoryAggregation parse_history_aggregation(std::string_view name) {
-    static const std::vector<HistoryAggregation> all{HistoryAggregation::mean, HistoryAggregation::ema,
-                                                     HistoryAggregation::max};
+    static const std::vector<HistoryAggregation> all{HistoryAggregation::mean, HistoryAggregation::ema};
     return parse_name(name, all, "history aggregation");
 }
 

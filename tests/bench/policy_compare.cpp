@@ -11,10 +11,10 @@
 // --olmoe FILE     OLMoE expert_counts.json: {model: {"expert_counts": {domain: [L][E]}}}; the
 //                  olmoe model's domains (in name order) form a series of windows
 // --history K      windows the balanced policy plans from (default 4)
-// --aggregation A  how it combines them: mean | ema | max (default mean)
+// --aggregation A  how it combines them: mean | ema (default mean)
 // --ema-decay D    decay of ema (default 0.5)
 // --windows T      windows of the synthetic DeepSeek-V3 series (default 24)
-// --tables LIST    quality,migration (default both)
+// --tables LIST    quality,migration (default both); "next" prints only next-window balancedness
 #include "io/hdf5_file.hpp"
 #include "support/synthetic_series.hpp"
 
@@ -223,6 +223,22 @@ void print_quality(const std::vector<DataSet>& sets, std::int64_t k) {
     }
 }
 
+void print_next_window(const std::vector<DataSet>& sets, std::int64_t k) {
+    std::printf("| data set | mode | policy | next window (k=1) | next window (k=%lld) |\n|---|---|---|---|---|\n",
+                static_cast<long long>(k));
+    for (const DataSet& d : sets) {
+        if (d.windows.size(0) < 2) continue;
+        for (const PlacementMode mode : {PlacementMode::hierarchical, PlacementMode::global})
+            for (const Policy policy : {Policy::deepseek, Policy::seed, Policy::balanced}) {
+                const Variant v{policy, mode};
+                std::printf("| %s | %s | %s | %.4f | %.4f |\n", d.name.c_str(), to_string(mode).c_str(),
+                            to_string(policy).c_str(), next_window(d, v, 1).balancedness(),
+                            next_window(d, v, k).balancedness());
+                std::fflush(stdout);
+            }
+    }
+}
+
 void print_migration(const std::vector<DataSet>& sets, std::int64_t k) {
     std::printf("\n| data set | mode | moved replicas: scratch | migration-aware | fewer | GPU transfers: scratch | "
                 "aware | node transfers: scratch | aware | balancedness: scratch | aware | worst layer loss |\n");
@@ -265,6 +281,7 @@ int run(int argc, char** argv) {
     if (args.count("--olmoe")) sets.push_back(olmoe_set(args["--olmoe"]));
     sets.push_back(synthetic_set(windows));
     if (tables.find("quality") != std::string::npos) print_quality(sets, k);
+    if (tables.find("next") != std::string::npos) print_next_window(sets, k);
     if (tables.find("migration") != std::string::npos) print_migration(sets, k);
     return 0;
 }

@@ -109,8 +109,9 @@ void BalancedPlanner::improve(double reference) {
 }
 
 // Step 5: the placement as plan rows; primaries are replica 0, the others follow in slot order.
-void BalancedPlanner::write(LayerOut out) const {
-    std::vector<std::int64_t> next_rank(static_cast<std::size_t>(shape_.experts), 1);
+void BalancedPlanner::write(LayerOut out) {
+    std::vector<std::int64_t>& next_rank = next_rank_;
+    next_rank.assign(static_cast<std::size_t>(shape_.experts), 1);
     for (std::int32_t p = 0; p < shape_.slots; ++p) {
         const std::int32_t e = placement_.expert(p);
         out.phy2log[p] = e;

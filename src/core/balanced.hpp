@@ -59,7 +59,7 @@ private:
     bool load_start(const double* weight, const LayerHistory& history);
     void repair_and_improve(RepairOrder order, double reference);
     void improve(double reference);
-    void write(LayerOut out) const;
+    void write(LayerOut out);
     bool migrate(const double* weight, const std::int64_t* previous, LayerOut out);
     bool node_loads_fit(double budget) const;
     void spread_out(const double* weight, double reference);
@@ -76,7 +76,8 @@ private:
     std::vector<std::int64_t> start_rank_;        // [R]
     std::vector<std::int64_t> start_count_;       // [E]
     std::vector<std::int32_t> split_;             // [groups]
-    std::vector<double> stop_;                    // per domain: its mean GPU load
+    std::vector<double> stop_;                    // per domain: where its local search stops
+    std::vector<std::int64_t> next_rank_;         // [E] scratch of write()
     SearchScratch scratch_;
     StartScratch start_scratch_;
     MigrationScratch migration_scratch_;

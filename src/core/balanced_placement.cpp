@@ -55,6 +55,7 @@ void Placement::reset(const double* weight, const std::int64_t* phy2log, const s
                 mask_[static_cast<std::size_t>(expert_[p]) * words_ + g / 64] = 0;
             }
     loaded_ = true;
+    duplicates_ = 0;
     commit();
     std::copy(weight, weight + E, weight_.begin());
     std::fill(count_.begin(), count_.end(), 0);
@@ -65,7 +66,7 @@ void Placement::reset(const double* weight, const std::int64_t* phy2log, const s
             expert_[p] = e;
             primary_[p] = rank[p] == 0;
             ++count_[e];
-            ++held_[e * G + g];
+            duplicates_ += held_[e * G + g]++ > 0;
             mask_[static_cast<std::size_t>(e) * words_ + g / 64] |= std::uint64_t{1} << (g % 64);
             if (rank[p] == 0) home_[e] = g / shape_.gpus_per_node;
         }
@@ -125,7 +126,9 @@ void Placement::refresh_slot_loads(std::int32_t e) {
 
 void Placement::set_held(std::int32_t e, std::int32_t gpu, std::int32_t delta) {
     std::int32_t& m = held_[e * shape_.gpus + gpu];
+    duplicates_ -= m > 1 ? m - 1 : 0;
     m += delta;
+    duplicates_ += m > 1 ? m - 1 : 0;
     std::uint64_t& word = mask_[static_cast<std::size_t>(e) * words_ + gpu / 64];
     const std::uint64_t bit = std::uint64_t{1} << (gpu % 64);
     word = m > 0 ? (word | bit) : (word & ~bit);
@@ -241,19 +244,6 @@ std::int32_t Placement::heaviest_gpu(std::int32_t first, std::int32_t last) cons
 
 double Placement::max_load() const { return *std::max_element(gpu_load_.begin(), gpu_load_.end()); }
 
-std::int64_t Placement::duplicates() const {
-    // Each slot whose expert has a replica in an earlier slot of the same GPU is a duplicate.
-    std::int64_t total = 0;
-    const std::int32_t S = shape_.slots_per_gpu;
-    for (std::int32_t p = 0; p < shape_.slots; ++p) {
-        if (held(expert_[p], gpu_of(p)) < 2) continue;
-        for (std::int32_t q = gpu_of(p) * S; q < p; ++q)
-            if (expert_[q] == expert_[p]) {
-                ++total;
-                break;
-            }
-    }
-    return total;
-}
+std::int64_t Placement::duplicates() const { return duplicates_; }
 
 }  // namespace eplb::core

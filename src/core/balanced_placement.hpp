@@ -100,7 +100,7 @@ public:
     /// First GPU of [first, last) with the largest load.
     std::int32_t heaviest_gpu(std::int32_t first, std::int32_t last) const;
     double max_load() const;
-    /// (expert, GPU) pairs holding more than one replica.
+    /// Duplicates: sum over (expert, GPU) of max(0, replicas - 1), kept up to date.
     std::int64_t duplicates() const;
 
     /// Calls f(gpu) for every GPU holding a replica of expert e, in ascending order.
@@ -137,6 +137,7 @@ private:
     std::vector<std::uint64_t> mask_;       // [E, words]: bit g set when g holds e
     std::vector<std::int32_t> by_node_;     // [E]: experts ordered by home node (stable)
     std::vector<std::int32_t> node_begin_;  // [N + 1]: offsets into by_node_
+    std::int64_t duplicates_ = 0;
     bool recording_ = false;
     std::vector<Change> journal_;
 };

@@ -23,11 +23,6 @@ struct Swap {
     double peak = 0.0;            // larger of the two new loads
 };
 
-struct CountMove {
-    std::int32_t slot = -1, expert = -1;
-    double peak = 0.0;  // largest new load among the GPUs it touches
-};
-
 std::int32_t first_slot(const Placement& pl, std::int32_t gpu) { return gpu * pl.shape().slots_per_gpu; }
 
 // May the replicas in slots a (on GPU ga) and b (on GPU gb) trade places?
@@ -134,10 +129,11 @@ CountMove best_count_move(const Placement& pl, std::int32_t h, const Domain& d, 
 
 // The perturbations tried on GPU h: for each of its releasable slots the least harmful new
 // expert, and for each of its experts the least harmful slot of the domain to grow into.
-std::vector<CountMove> perturbations(const Placement& pl, std::int32_t h, const Domain& d, SearchScratch& scratch) {
+void perturbations(const Placement& pl, std::int32_t h, const Domain& d, SearchScratch& scratch,
+                   std::vector<CountMove>& out) {
     const std::int32_t S = pl.shape().slots_per_gpu;
     const double inf = std::numeric_limits<double>::infinity();
-    std::vector<CountMove> out;
+    out.clear();
     for (std::int32_t s = first_slot(pl, h); s < first_slot(pl, h) + S; ++s) {
         if (!pl.may_release(s)) continue;
         lightest_receivers(pl, d, h, pl.expert(s), kReceivers, scratch.candidates);
@@ -162,7 +158,6 @@ std::vector<CountMove> perturbations(const Placement& pl, std::int32_t h, const 
         }
         if (best.slot >= 0) out.push_back(best);
     }
-    return out;
 }
 
 }  // namespace
@@ -215,7 +210,8 @@ std::int32_t escape_local_optimum(Placement& pl, const Domain& d, double stop_lo
         const double before = domain_max(pl, d);
         if (before <= stop_load) break;
         bool kept = false;
-        std::vector<CountMove> moves = perturbations(pl, pl.heaviest_gpu(d.first_gpu, d.last_gpu), d, scratch);
+        std::vector<CountMove>& moves = scratch.moves;
+        perturbations(pl, pl.heaviest_gpu(d.first_gpu, d.last_gpu), d, scratch, moves);
         std::stable_sort(moves.begin(), moves.end(), [](const CountMove& a, const CountMove& b) { return a.peak < b.peak; });
         if (moves.size() > static_cast<std::size_t>(kTrials)) moves.resize(static_cast<std::size_t>(kTrials));
         const std::size_t mark = pl.checkpoint();

@@ -15,8 +15,15 @@
 
 namespace eplb::core {
 
+/// A count move: `slot` given to `expert`; `peak` is the largest new load among the GPUs it touches.
+struct CountMove {
+    std::int32_t slot = -1, expert = -1;
+    double peak = 0.0;
+};
+
 /// Reusable buffers of the search.
 struct SearchScratch {
+    std::vector<CountMove> moves;          // perturbations of the iterated local search
     std::vector<std::int32_t> gpus;        // a domain's GPUs by ascending load
     std::vector<std::int32_t> candidates;  // experts to try in a count move
     std::vector<std::int32_t> slots;       // slots that may change hands in a count move

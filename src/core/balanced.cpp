@@ -18,8 +18,8 @@ namespace {
 constexpr double kSameLoad = 1e-12;
 // Iterated local search runs on a set of GPUs whose heaviest stays this far above their mean
 // load after the local search, for at most this many improving rounds.
-constexpr double kEscapeAbove = 1e-3;
-constexpr std::int32_t kEscapeRounds = 16;
+constexpr double kEscapeAbove = 2e-3;
+constexpr std::int32_t kEscapeRounds = 6;
 
 }  // namespace
 

@@ -16,7 +16,7 @@ constexpr std::int32_t kReceivers = 4;
 // do better than the mean of its two loads, so the lightest GPUs are the most promising.
 constexpr std::int32_t kSwapPartners = 4;
 // Iterated local search tries this many perturbations per round, least harmful first.
-constexpr std::int32_t kTrials = 4;
+constexpr std::int32_t kTrials = 3;
 
 struct Swap {
     std::int32_t a = -1, b = -1;  // slots on the heavy and on the other GPU

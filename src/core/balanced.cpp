@@ -70,7 +70,7 @@ void BalancedPlanner::repair_and_improve(RepairOrder order, double reference) {
     improve(reference);
 }
 
-// Step 3, in two phases of rising cost: (a) swaps on every domain down to its mean GPU load (or
+// Step 4, in two phases of rising cost: (a) swaps on every domain down to its mean GPU load (or
 // the largest domain mean, below which the layer's peak cannot go);
 // then (b) iterated local search (count-move perturbations followed by swaps) on the domain
 // holding the layer's heaviest GPU only (the others cannot change the layer's peak) while it is
@@ -108,7 +108,7 @@ void BalancedPlanner::improve(double reference) {
     }
 }
 
-// Step 5: the placement as plan rows; primaries are replica 0, the others follow in slot order.
+// Step 7: the placement as plan rows; primaries are replica 0, the others follow in slot order.
 void BalancedPlanner::write(LayerOut out) {
     std::vector<std::int64_t>& next_rank = next_rank_;
     next_rank.assign(static_cast<std::size_t>(shape_.experts), 1);
@@ -120,8 +120,8 @@ void BalancedPlanner::write(LayerOut out) {
     for (std::int32_t e = 0; e < shape_.experts; ++e) out.logcnt[e] = placement_.count(e);
 }
 
-// Repairs left duplicates: plan again from spread_start, keep it when it has fewer (or as few and
-// a lighter peak).
+// Step 5, where repairs left duplicates: plan again from spread_start, keep it when it has fewer
+// (or as few and a lighter peak).
 void BalancedPlanner::spread_out(const double* weight, double reference) {
     const Placement repaired = placement_;
     split_.assign(static_cast<std::size_t>(shape_.groups), 0);

@@ -12,10 +12,10 @@ constexpr double kRelativeGain = 1e-12;
 // Count moves that take a replica from the heaviest GPU try this many receiving experts: those
 // whose new replica would be lightest.
 constexpr std::int32_t kReceivers = 4;
-// The swap search tries the heaviest GPU against this many of the lightest ones: a pair can never
-// do better than the mean of its two loads, so the lightest GPUs are the most promising.
+// Once a swap is found, the swap search tries this many more GPUs (lightest first: a pair can
+// never do better than the mean of its two loads, so the lightest GPUs are the most promising).
 constexpr std::int32_t kSwapPartners = 4;
-// Iterated local search tries this many perturbations per round, least harmful first.
+// The iterated local search tries this many perturbations per round, least harmful first.
 constexpr std::int32_t kTrials = 3;
 
 struct Swap {

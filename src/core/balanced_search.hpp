@@ -52,9 +52,9 @@ std::int32_t improve_placement(Placement& placement, const Domain& domain, doubl
 /// Iterated local search on a domain, for when improve_placement is stuck above `stop_load`: for
 /// up to `rounds` rounds, takes the count moves that take a replica from the heaviest GPU or give
 /// one of its experts another replica (for each, the least harmful one, even when it raises the
-/// peak), tries the four least harmful, each followed by improve_placement (with count moves),
-/// and keeps the first result whose heaviest GPU is lighter than before; otherwise restores the
-/// placement. Returns the rounds that improved.
+/// peak), tries the three least harmful, each followed by improve_placement (with count moves),
+/// and keeps the first result whose heaviest GPU is lighter than before; otherwise rolls the
+/// placement back (Placement::rollback). Returns the rounds that improved.
 std::int32_t escape_local_optimum(Placement& placement, const Domain& domain, double stop_load, std::int32_t rounds,
                                   std::int32_t max_steps, SearchScratch& scratch);
 

@@ -97,8 +97,10 @@ struct PlanOptions {
 
 /// What a balanced planning call noticed besides the plan (all layer indices are 0-based rows).
 struct PlanReport {
-    /// Layers whose max GPU load on the planning load exceeds that of `deepseek` in the same mode:
-    /// `deepseek`'s plan holds duplicates there and no duplicate-free plan found is as good.
+    /// Layers whose plan made from scratch has a higher max GPU load on the planning load than
+    /// `deepseek` in the same mode (hierarchical for relaxed plans): `deepseek`'s plan holds
+    /// duplicates there and no duplicate-free plan found is as good. (With a previous plan, the
+    /// plan returned may give up to `max_balance_loss` more.)
     std::vector<std::int64_t> above_reference;
     /// Duplicates the topology made unavoidable (see PlanOptions::allow_duplicates), all layers.
     std::int64_t forced_duplicates = 0;

@@ -9,6 +9,7 @@
 #include <ATen/ops/cat.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 
+#include <algorithm>
 #include <charconv>
 #include <string>
 
@@ -64,6 +65,11 @@ std::string to_string(Engine engine) {
         case Engine::batched: return "batched";
     }
     return "unknown";
+}
+
+const std::vector<Policy>& engine_policies(Engine engine) {
+    static const std::vector<Policy> batched{Policy::deepseek, Policy::seed};
+    return engine == Engine::batched ? batched : all_policies();
 }
 
 Engine parse_engine(std::string_view name) {
@@ -127,6 +133,9 @@ Plan rebalance(const at::Tensor& weight, const Topology& topology, Policy policy
             throw UsageError("engine 'native' runs on the CPU only, not on " + execution.device.str());
         return rebalance(weight, topology, policy);
     }
+    const std::vector<Policy>& supported = engine_policies(Engine::batched);
+    if (std::find(supported.begin(), supported.end(), policy) == supported.end())
+        throw UsageError("policy '" + to_string(policy) + "' has no batched engine; it plans with engine 'native' on the CPU");
     const at::Tensor loads = checked_loads(weight);
     topology.validate(loads.size(1));
     return batched_plan(loads, topology, policy, execution.device);

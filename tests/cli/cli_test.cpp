@@ -203,7 +203,7 @@ TEST(ArchiveCommands, InspectVerifyExportMerge) {
     fs::copy_file(test::test_data("snapshots/recorder.pt"), dir / "series.pt");
     ASSERT_EQ(eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "-p", "all", "-w", "each", "-o", dir / "a.h5"}, dir).code, 0);
     const ArchiveReader archive(dir / "a.h5");
-    ASSERT_EQ(archive.plans().size(), 6u);
+    ASSERT_EQ(archive.plans().size(), 9u);
     const std::string id = archive.plans()[0].id;
 
     const Result summary = eplb({"inspect", dir / "a.h5"}, dir);
@@ -214,7 +214,7 @@ TEST(ArchiveCommands, InspectVerifyExportMerge) {
     EXPECT_EQ(plan.code, 0);
     EXPECT_NE(plan.out.find("next window (what the plan achieves deployed)"), std::string::npos) << plan.out;
     EXPECT_NE(plan.out.find(" layer balancedness"), std::string::npos) << plan.out;
-    EXPECT_EQ(nlohmann::json::parse(eplb({"inspect", dir / "a.h5", "--json"}, dir).out)["plans"].size(), 6u);
+    EXPECT_EQ(nlohmann::json::parse(eplb({"inspect", dir / "a.h5", "--json"}, dir).out)["plans"].size(), 9u);
     EXPECT_EQ(eplb({"inspect", dir / "a.h5", "--plan", "nope"}, dir).code, 2);
     EXPECT_EQ(eplb({"inspect", dir / "missing.h5"}, dir).code, 1);
 
@@ -231,10 +231,10 @@ TEST(ArchiveCommands, InspectVerifyExportMerge) {
     // Appending the same work adds nothing; a second topology adds its plans.
     const Result again = eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "-p", "all", "-w", "each", "-o", dir / "a.h5", "--append"}, dir);
     EXPECT_EQ(again.code, 0);
-    EXPECT_NE(again.out.find("6 plans (0 made now)"), std::string::npos) << again.out;
+    EXPECT_NE(again.out.find("9 plans (0 made now)"), std::string::npos) << again.out;
     ASSERT_EQ(eplb({"plan", dir / "series.pt", "-t", "32/4/2/4", "-w", "each", "-o", dir / "b.h5"}, dir).code, 0);
     ASSERT_EQ(eplb({"merge", dir / "a.h5", dir / "b.h5", "-o", dir / "m.h5"}, dir).code, 0);
-    EXPECT_EQ(ArchiveReader(dir / "m.h5").plans().size(), 9u);
+    EXPECT_EQ(ArchiveReader(dir / "m.h5").plans().size(), 12u);
     EXPECT_EQ(eplb({"verify", dir / "m.h5"}, dir).code, 0);
 
     {  // A stored metric that no longer matches the maps.

@@ -57,7 +57,8 @@ bool BalancedPlanner::load_start(const double* weight, const LayerHistory& histo
     if (shape_.mode == PlacementMode::relaxed)
         relaxed_start(weight, shape_, split_, start_phy2log_.data(), start_rank_.data(), start_scratch_);
     else if (new_split)
-        split_start(weight_f_.data(), shape_, split_, start_phy2log_.data(), start_rank_.data(), start_scratch_);
+        reference_planner_.plan_layer_on_split(weight_f_.data(), split_.data(),
+                                               LayersOut{start_phy2log_.data(), start_rank_.data(), start_count_.data()});
     else
         return false;
     placement_.reset(weight, start_phy2log_.data(), start_rank_.data());

@@ -6,7 +6,8 @@
 //    result must not exceed;
 // 2. start (balanced_start): hierarchical plans look for a lighter split of groups over nodes (or,
 //    planning from several windows, one with a lower mean peak over them) and start from
-//    `deepseek`'s steps on it when there is one, else from the reference; relaxed plans start from
+//    `deepseek`'s steps 2-4 on it when there is one (HierarchicalPlanner::plan_layer_on_split),
+//    else from the reference; relaxed plans start from
 //    node-aware replica counts packed with primaries at home; global plans start from the
 //    reference;
 // 3. repair: no two replicas of one expert on one GPU (balanced_search: repair_duplicates);

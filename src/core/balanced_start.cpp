@@ -194,53 +194,19 @@ bool robust_group_split(const LayerHistory& h, const LayerShape& shape, std::vec
     };
     double best = mean_peak(split) * (1.0 - kSplitGain);
     bool found = false;
-    s.pack.assign(static_cast<std::size_t>(G), 0);  // the split being visited
+    s.visited_split.assign(static_cast<std::size_t>(G), 0);  // the split being visited
     s.count.assign(static_cast<std::size_t>(N), 0);
     auto visit = [&]() {
-        const double v = mean_peak(s.pack);
+        const double v = mean_peak(s.visited_split);
         if (v < best) {
             best = v;
-            s.best_split = s.pack;
+            s.best_split = s.visited_split;
             found = true;
         }
     };
-    for_each_split(0, N, G / N, s.pack, s.count, visit);
+    for_each_split(0, N, G / N, s.visited_split, s.count, visit);
     if (found) split = s.best_split;
     return found;
-}
-
-void split_start(const float* weight, const LayerShape& shape, const std::vector<std::int32_t>& split,
-                 std::int64_t* phy2log, std::int32_t* rank, StartScratch& s) {
-    const std::int32_t per_node = shape.experts / shape.nodes, slots = shape.slots_per_node;
-    s.node_weight.resize(static_cast<std::size_t>(per_node));
-    s.node_experts.resize(static_cast<std::size_t>(per_node));
-    s.replica_load.resize(static_cast<std::size_t>(slots));
-    s.replica_expert.resize(static_cast<std::size_t>(slots));
-    s.replica_rank.resize(static_cast<std::size_t>(slots));
-    s.replica_count.resize(static_cast<std::size_t>(per_node));
-    s.pack.resize(static_cast<std::size_t>(slots));
-    s.pack_rank.resize(static_cast<std::size_t>(slots));
-    s.node_order.resize(static_cast<std::size_t>(per_node));
-    for (std::int32_t n = 0; n < shape.nodes; ++n) {
-        std::int32_t k = 0;
-        for (std::int32_t g = 0; g < shape.groups; ++g) {
-            if (split[g] != n) continue;
-            for (std::int32_t e = g * shape.group_size; e < (g + 1) * shape.group_size; ++e, ++k) {
-                s.node_experts[k] = e;
-                s.node_weight[k] = weight[e];
-            }
-        }
-        stable_descending_order(s.node_weight.data(), per_node, s.node_order.data(), s.order_scratch);
-        replicate_dhondt(s.node_weight.data(), s.node_order.data(), per_node, slots,
-                         ReplicaOut{s.replica_expert.data(), s.replica_rank.data(), s.replica_count.data()});
-        for (std::int32_t p = 0; p < slots; ++p)
-            s.replica_load[p] = s.node_weight[s.replica_expert[p]] / static_cast<float>(s.replica_count[s.replica_expert[p]]);
-        balanced_packing(s.replica_load.data(), slots, shape.gpus_per_node, s.pack_scratch,
-                         PackOut{s.pack.data(), s.pack_rank.data()});
-        for (std::int32_t p = 0; p < slots; ++p)
-            place(phy2log, rank, n * slots + s.pack[p] * shape.slots_per_gpu + s.pack_rank[p],
-                  s.node_experts[s.replica_expert[p]], s.replica_rank[p]);
-    }
 }
 
 namespace {
@@ -305,7 +271,7 @@ void relaxed_start(const double* w, const LayerShape& shape, const std::vector<s
     s.node_free.assign(static_cast<std::size_t>(N), shape.slots_per_node);
     s.node_pending.assign(static_cast<std::size_t>(N), E / N);
     s.on_gpu.assign(static_cast<std::size_t>(E) * static_cast<std::size_t>(G), 0);
-    std::vector<std::int32_t>& next_rank = s.replica_count;
+    std::vector<std::int32_t>& next_rank = s.next_rank;
     next_rank.assign(static_cast<std::size_t>(E), 1);
     for (const std::int32_t item : s.items) {
         const std::int32_t e = item / K, home = split[e / shape.group_size];

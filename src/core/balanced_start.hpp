@@ -1,15 +1,12 @@
 // Starting placements of the balanced policy other than `deepseek`'s own plan (issue 6).
 //
 // - improve_group_split: a better split of groups over nodes (hierarchical and relaxed plans);
-// - split_start: `deepseek`'s steps 2-3 (D'Hondt replication, greedy packing) on a given split;
 // - relaxed_start: node-aware replica counts and a greedy packing in which each expert's primary
 //   stays on its group's home node while its other replicas go anywhere.
 // Each writes a plan row (phy2log [R], rank [R]; rank 0 marks the primary) for Placement::reset.
 #pragma once
 
 #include "balanced_placement.hpp"
-#include "packing.hpp"
-#include "replication.hpp"
 
 #include <cstdint>
 #include <vector>
@@ -19,14 +16,10 @@ namespace eplb::core {
 /// Buffers reused across layers.
 struct StartScratch {
     std::vector<double> group_load;
-    std::vector<std::int32_t> split, best_split, count;
-    std::vector<float> node_weight, replica_load;
-    std::vector<std::int32_t> node_experts, node_order, replica_expert, replica_rank, replica_count, pack, pack_rank;
+    std::vector<std::int32_t> visited_split, best_split, count, next_rank;
     std::vector<std::int32_t> items, gpu_fill, node_free, node_pending;
     std::vector<double> gpu_load, node_primary;
     std::vector<std::uint8_t> on_gpu;
-    PackScratch pack_scratch;
-    OrderScratch order_scratch;
 };
 
 /// The node of each group in a plan row whose groups each sit on one node (the node of the
@@ -54,11 +47,6 @@ struct LayerHistory {
 /// another is better by more than a relative 1e-9. Returns true when it changed.
 bool robust_group_split(const LayerHistory& history, const LayerShape& shape, std::vector<std::int32_t>& split,
                         StartScratch& scratch);
-
-/// `deepseek`'s replication and packing inside each node for the given split (float32 weights,
-/// as the reference): node n holds its groups in ascending id order.
-void split_start(const float* weight, const LayerShape& shape, const std::vector<std::int32_t>& split,
-                 std::int64_t* phy2log, std::int32_t* rank, StartScratch& scratch);
 
 /// The relaxed start for the given split.
 /// Counts: one replica each, then each extra replica goes, while some node's primary load

@@ -28,22 +28,37 @@ BalancedPlanner::BalancedPlanner(const Topology& t, std::int64_t E, const PlanOp
       options_(options),
       reference_planner_(shape_.start_topology(t), E, Policy::deepseek),
       placement_(shape_),
-      weight_f_(static_cast<std::size_t>(E)),
-      reference_phy2log_(static_cast<std::size_t>(t.num_replicas)),
-      reference_rank_(static_cast<std::size_t>(t.num_replicas)),
-      reference_count_(static_cast<std::size_t>(E)),
+      weight_f_(static_cast<std::size_t>(kBlockLayers * E)),
+      reference_phy2log_(static_cast<std::size_t>(kBlockLayers * t.num_replicas)),
+      reference_rank_(static_cast<std::size_t>(kBlockLayers * t.num_replicas)),
+      reference_count_(static_cast<std::size_t>(kBlockLayers * E)),
       start_phy2log_(static_cast<std::size_t>(t.num_replicas)),
       start_rank_(static_cast<std::size_t>(t.num_replicas)),
       start_count_(static_cast<std::size_t>(E)) {
     options_.previous = nullptr;  // the driver passes rows; the pointer is not kept
 }
 
-// Step 1: deepseek's plan of the layer, loaded into the placement. Returns its max GPU load.
-double BalancedPlanner::plan_reference(const double* weight) {
-    for (std::int32_t e = 0; e < shape_.experts; ++e) weight_f_[e] = static_cast<float>(weight[e]);
-    reference_planner_.plan_layers(weight_f_.data(), /*layers=*/1,
+void BalancedPlanner::plan_layers(const double* weight, std::int32_t layers, const LayerHistory& history,
+                                  const std::int64_t* previous, LayersOut out, LayerNotes* notes) {
+    const std::int64_t E = shape_.experts, R = shape_.slots;
+    // Step 1 for the whole block: deepseek's plans of the layers.
+    for (std::int64_t i = 0; i < layers * E; ++i) weight_f_[i] = static_cast<float>(weight[i]);
+    reference_planner_.plan_layers(weight_f_.data(), layers,
                                    LayersOut{reference_phy2log_.data(), reference_rank_.data(), reference_count_.data()});
-    placement_.reset(weight, reference_phy2log_.data(), reference_rank_.data());
+    for (std::int32_t b = 0; b < layers; ++b) {
+        const LayerHistory h{history.windows + b * E, history.count, history.stride};
+        notes[b] = plan_layer(b, weight + b * E, h, previous ? previous + b * R : nullptr,
+                              LayersOut{out.phy2log + b * R, out.rank + b * R, out.logcnt + b * E});
+    }
+}
+
+// Step 1: the layer's reference plan (row `row` of the block), loaded into the placement.
+// Returns its max GPU load.
+double BalancedPlanner::load_reference(std::int32_t row, const double* weight) {
+    reference_row_ = reference_phy2log_.data() + std::int64_t{row} * shape_.slots;
+    reference_rank_row_ = reference_rank_.data() + std::int64_t{row} * shape_.slots;
+    weight_f_row_ = weight_f_.data() + std::int64_t{row} * shape_.experts;
+    placement_.reset(weight, reference_row_, reference_rank_row_);
     return placement_.max_load();
 }
 
@@ -51,13 +66,13 @@ double BalancedPlanner::plan_reference(const double* weight) {
 // Returns true when it did.
 bool BalancedPlanner::load_start(const double* weight, const LayerHistory& history) {
     if (shape_.mode == PlacementMode::global || shape_.nodes == 1) return false;
-    group_split_of(reference_phy2log_.data(), reference_rank_.data(), shape_, split_);
+    group_split_of(reference_row_, reference_rank_row_, shape_, split_);
     const bool new_split = history.count > 1 ? robust_group_split(history, shape_, split_, start_scratch_)
                                              : improve_group_split(weight, shape_, split_, start_scratch_);
     if (shape_.mode == PlacementMode::relaxed)
         relaxed_start(weight, shape_, split_, start_phy2log_.data(), start_rank_.data(), start_scratch_);
     else if (new_split)
-        reference_planner_.plan_layer_on_split(weight_f_.data(), split_.data(),
+        reference_planner_.plan_layer_on_split(weight_f_row_, split_.data(),
                                                LayersOut{start_phy2log_.data(), start_rank_.data(), start_count_.data()});
     else
         return false;
@@ -178,17 +193,17 @@ bool BalancedPlanner::migrate(const double* weight, const std::int64_t* previous
     return true;
 }
 
-LayerNotes BalancedPlanner::plan_layer(const double* weight, const LayerHistory& history,
+LayerNotes BalancedPlanner::plan_layer(std::int32_t row, const double* weight, const LayerHistory& history,
                                        const std::int64_t* previous, LayersOut out) {
     LayerNotes notes;
-    const double reference = plan_reference(weight);
+    const double reference = load_reference(row, weight);
     load_start(weight, history);
     repair_and_improve(RepairOrder::swap_first, reference);
     if (placement_.max_load() > reference * (1.0 + kSameLoad)) {
         // Step 5: plan again from the reference, releasing duplicates; keep the better result.
         const Placement first = placement_;
         const std::int64_t first_forced = forced_duplicates_;
-        placement_.reset(weight, reference_phy2log_.data(), reference_rank_.data());
+        placement_.reset(weight, reference_row_, reference_rank_row_);
         repair_and_improve(RepairOrder::release_first, reference);
         if (first.max_load() <= placement_.max_load()) {
             placement_ = first;
@@ -222,12 +237,14 @@ void plan_balanced(const at::Tensor& windows, const Topology& topology, const Pl
 
     std::vector<LayerNotes> notes(static_cast<std::size_t>(L));
     // Layers are independent and each writes its own rows: the same result for any thread count.
-    at::parallel_for(0, L, /*grain_size=*/8, [&](std::int64_t begin, std::int64_t end) {
+    constexpr std::int64_t kBlock = BalancedPlanner::kBlockLayers;
+    at::parallel_for(0, (L + kBlock - 1) / kBlock, /*grain_size=*/2, [&](std::int64_t begin, std::int64_t end) {
         BalancedPlanner planner(topology, E, options);
-        for (std::int64_t l = begin; l < end; ++l) {
+        for (std::int64_t l = begin * kBlock; l < std::min(end * kBlock, L); l += kBlock) {
             const LayerHistory history{windows.data_ptr<float>() + l * E, windows.size(0), L * E};
-            notes[static_cast<std::size_t>(l)] = planner.plan_layer(
-                wp + l * E, history, prev ? prev + l * R : nullptr, LayersOut{pp + l * R, rp + l * R, cp + l * E});
+            planner.plan_layers(wp + l * E, static_cast<std::int32_t>(std::min(kBlock, L - l)), history,
+                                prev ? prev + l * R : nullptr, LayersOut{pp + l * R, rp + l * R, cp + l * E},
+                                notes.data() + l);
         }
     });
 

@@ -49,14 +49,20 @@ class BalancedPlanner {
 public:
     BalancedPlanner(const Topology& topology, std::int64_t num_experts, const PlanOptions& options);
 
-    /// Plans one layer from its planning load `weight` [E] and the windows it came from;
-    /// `previous` is the deployed plan's phy2log row [R] or null. Writes phy2log, rank and logcnt
-    /// of the layer to `out` (one layer).
-    LayerNotes plan_layer(const double* weight, const LayerHistory& history, const std::int64_t* previous,
-                          LayersOut out);
+    /// Layers planned together (their reference plans are made in lockstep).
+    static constexpr std::int32_t kBlockLayers = HierarchicalPlanner::kBlockLayers;
+
+    /// Plans `layers` <= kBlockLayers consecutive layers from their planning loads `weight`
+    /// [layers, E] and the windows they came from (`history` of the first layer; layer b's windows
+    /// start b E further); `previous` is the deployed plan's phy2log rows [layers, R] or null.
+    /// Writes phy2log, rank and logcnt of the layers to `out` and what happened to `notes` [layers].
+    void plan_layers(const double* weight, std::int32_t layers, const LayerHistory& history,
+                     const std::int64_t* previous, LayersOut out, LayerNotes* notes);
 
 private:
-    double plan_reference(const double* weight);
+    LayerNotes plan_layer(std::int32_t row, const double* weight, const LayerHistory& history,
+                          const std::int64_t* previous, LayersOut out);
+    double load_reference(std::int32_t row, const double* weight);
     bool load_start(const double* weight, const LayerHistory& history);
     void repair_and_improve(RepairOrder order, double reference);
     void improve(double reference);
@@ -69,10 +75,13 @@ private:
     PlanOptions options_;
     HierarchicalPlanner reference_planner_;
     Placement placement_;
-    std::vector<float> weight_f_;                 // [E]
-    std::vector<std::int64_t> reference_phy2log_; // [R]
-    std::vector<std::int32_t> reference_rank_;    // [R]
-    std::vector<std::int64_t> reference_count_;   // [E]
+    std::vector<float> weight_f_;                 // [block, E]
+    std::vector<std::int64_t> reference_phy2log_; // [block, R]
+    std::vector<std::int32_t> reference_rank_;    // [block, R]
+    std::vector<std::int64_t> reference_count_;   // [block, E]
+    const std::int64_t* reference_row_ = nullptr; // the row of the layer being planned
+    const std::int32_t* reference_rank_row_ = nullptr;
+    const float* weight_f_row_ = nullptr;
     std::vector<std::int64_t> start_phy2log_;     // [R]
     std::vector<std::int32_t> start_rank_;        // [R]
     std::vector<std::int64_t> start_count_;       // [E]

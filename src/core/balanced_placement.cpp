@@ -38,6 +38,7 @@ Placement::Placement(const LayerShape& shape)
       primary_(static_cast<std::size_t>(shape.slots)),
       slot_load_(static_cast<std::size_t>(shape.slots)),
       count_(static_cast<std::size_t>(shape.experts)),
+      next_load_(static_cast<std::size_t>(shape.experts)),
       home_(static_cast<std::size_t>(shape.experts)),
       gpu_load_(static_cast<std::size_t>(shape.gpus)),
       held_(static_cast<std::size_t>(shape.experts) * static_cast<std::size_t>(shape.gpus)),
@@ -71,6 +72,7 @@ void Placement::reset(const double* weight, const std::int64_t* phy2log, const s
             if (rank[p] == 0) home_[e] = g / shape_.gpus_per_node;
         }
     for (std::int32_t p = 0; p < shape_.slots; ++p) slot_load_[p] = weight_[expert_[p]] / count_[expert_[p]];
+    for (std::int32_t e = 0; e < E; ++e) next_load_[e] = weight_[e] / (count_[e] + 1);
     for (std::int32_t g = 0; g < G; ++g) refresh_gpu(g);
     std::fill(node_begin_.begin(), node_begin_.end(), 0);
     for (std::int32_t e = 0; e < E; ++e) ++node_begin_[home_[e] + 1];
@@ -118,10 +120,14 @@ void Placement::refresh_gpu(std::int32_t gpu) {
     gpu_load_[gpu] = load;
 }
 
+// Only the GPUs holding e (its mask) can hold its slots.
 void Placement::refresh_slot_loads(std::int32_t e) {
     const double load = weight_[e] / count_[e];
-    for (std::int32_t p = 0; p < shape_.slots; ++p)
-        if (expert_[p] == e) slot_load_[p] = load;
+    const std::int32_t S = shape_.slots_per_gpu;
+    for_each_gpu_of(e, [&](std::int32_t g) {
+        for (std::int32_t p = g * S; p < (g + 1) * S; ++p)
+            if (expert_[p] == e) slot_load_[p] = load;
+    });
 }
 
 void Placement::set_held(std::int32_t e, std::int32_t gpu, std::int32_t delta) {
@@ -150,12 +156,17 @@ void Placement::swap_slots(std::int32_t a, std::int32_t b) {
 }
 
 // The slot, other than `slot`, that becomes expert e's primary when `slot` is released.
+// The first such slot in slot order: GPUs holding e in ascending order, then their slots.
 std::int32_t Placement::next_primary(std::int32_t slot) const {
-    const std::int32_t e = expert_[slot];
-    for (std::int32_t p = 0; p < shape_.slots; ++p)
-        if (p != slot && expert_[p] == e &&
-            (shape_.mode != PlacementMode::relaxed || node_of_gpu(gpu_of(p)) == home_[e]))
-            return p;
+    const std::int32_t e = expert_[slot], S = shape_.slots_per_gpu;
+    const std::uint64_t* words = mask_.data() + static_cast<std::size_t>(e) * words_;
+    for (std::int32_t w = 0; w < words_; ++w)
+        for (std::uint64_t bits = words[w]; bits; bits &= bits - 1) {
+            const std::int32_t g = w * 64 + __builtin_ctzll(bits);
+            if (shape_.mode == PlacementMode::relaxed && node_of_gpu(g) != home_[e]) continue;
+            for (std::int32_t p = g * S; p < (g + 1) * S; ++p)
+                if (p != slot && expert_[p] == e) return p;
+        }
     return -1;
 }
 
@@ -167,6 +178,8 @@ void Placement::move_replica(std::int32_t slot, std::int32_t from, std::int32_t 
     set_held(to, g, 1);
     ++count_[to];
     expert_[slot] = to;
+    next_load_[from] = weight_[from] / (count_[from] + 1);
+    next_load_[to] = weight_[to] / (count_[to] + 1);
     refresh_slot_loads(from);
     refresh_slot_loads(to);
     refresh_gpu(g);
@@ -217,7 +230,7 @@ void Placement::commit() {
     journal_.clear();
 }
 
-double Placement::retarget_peak(std::int32_t slot, std::int32_t to) const {
+double Placement::retarget_peak(std::int32_t slot, std::int32_t to, double bound) const {
     const std::int32_t from = expert_[slot], j = gpu_of(slot);
     const double w_from = weight_[from], w_to = weight_[to];
     const double old_from = w_from / count_[from], new_from = w_from / (count_[from] - 1);
@@ -225,13 +238,22 @@ double Placement::retarget_peak(std::int32_t slot, std::int32_t to) const {
     // j loses one replica of `from` and gains one of `to`; the others change per replica.
     double peak = gpu_load_[j] - old_from + new_to + (held(from, j) - 1) * (new_from - old_from) +
                   held(to, j) * (new_to - old_to);
-    for_each_gpu_of(from, [&](std::int32_t g) {
-        if (g != j) peak = std::max(peak, gpu_load_[g] + held(from, g) * (new_from - old_from) +
-                                              held(to, g) * (new_to - old_to));
-    });
-    for_each_gpu_of(to, [&](std::int32_t g) {
-        if (g != j && held(from, g) == 0) peak = std::max(peak, gpu_load_[g] + held(to, g) * (new_to - old_to));
-    });
+    if (peak >= bound) return peak;
+    const std::uint64_t* from_words = mask_.data() + static_cast<std::size_t>(from) * words_;
+    const std::uint64_t* to_words = mask_.data() + static_cast<std::size_t>(to) * words_;
+    for (std::int32_t w = 0; w < words_; ++w)
+        for (std::uint64_t bits = from_words[w]; bits; bits &= bits - 1) {
+            const std::int32_t g = w * 64 + __builtin_ctzll(bits);
+            if (g == j) continue;
+            peak = std::max(peak, gpu_load_[g] + held(from, g) * (new_from - old_from) + held(to, g) * (new_to - old_to));
+            if (peak >= bound) return peak;
+        }
+    // GPUs holding `to` but not `from`.
+    for (std::int32_t w = 0; w < words_; ++w)
+        for (std::uint64_t bits = to_words[w] & ~from_words[w]; bits; bits &= bits - 1) {
+            const std::int32_t g = w * 64 + __builtin_ctzll(bits);
+            if (g != j) peak = std::max(peak, gpu_load_[g] + held(to, g) * (new_to - old_to));
+        }
     return peak;
 }
 

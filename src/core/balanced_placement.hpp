@@ -52,8 +52,12 @@ public:
     bool primary(std::int32_t slot) const { return primary_[slot] != 0; }
     std::int32_t count(std::int32_t e) const { return count_[e]; }
     double weight(std::int32_t e) const { return weight_[e]; }
+    /// w_e / (c_e + 1): the load of each of e's replicas were it given one more.
+    double next_replica_load(std::int32_t e) const { return next_load_[e]; }
     /// w_e / c_e of the expert in `slot`.
     double slot_load(std::int32_t slot) const { return slot_load_[slot]; }
+    /// slot_load of every slot [R].
+    const double* slot_loads() const { return slot_load_.data(); }
     double gpu_load(std::int32_t gpu) const { return gpu_load_[gpu]; }
     /// Replicas of expert e on `gpu`.
     std::int32_t held(std::int32_t e, std::int32_t gpu) const { return held_[e * shape_.gpus + gpu]; }
@@ -106,8 +110,9 @@ public:
     /// Calls f(gpu) for every GPU holding a replica of expert e, in ascending order.
     template <typename F>
     void for_each_gpu_of(std::int32_t e, F f) const;
-    /// Largest GPU load after giving `slot` to expert `to`, over the GPUs that change.
-    double retarget_peak(std::int32_t slot, std::int32_t to) const;
+    /// Largest GPU load after giving `slot` to expert `to`, over the GPUs that change; once that
+    /// reaches `bound`, some load >= `bound` (the search only asks whether it is below).
+    double retarget_peak(std::int32_t slot, std::int32_t to, double bound) const;
 
 private:
     /// One recorded change: a swap of slots a and b, or slot a given from expert `from` to
@@ -131,6 +136,7 @@ private:
     std::vector<std::uint8_t> primary_;     // [R]
     std::vector<double> slot_load_;         // [R]: w_e / c_e of each slot's expert
     std::vector<std::int32_t> count_;       // [E]
+    std::vector<double> next_load_;         // [E]: w_e / (c_e + 1)
     std::vector<std::int32_t> home_;        // [E]
     std::vector<double> gpu_load_;          // [G]
     std::vector<std::int32_t> held_;        // [E, G] replicas of e on g

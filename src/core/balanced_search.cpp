@@ -55,8 +55,12 @@ Swap best_swap(const Placement& pl, std::int32_t h, const std::vector<std::int32
         if (best.a >= 0 && partners_after_found++ == kSwapPartners) break;
         if (j == h) continue;
         const std::int32_t first_j = first_slot(pl, j);
+        const auto [lightest_j, heaviest_j] = std::minmax_element(pl.slot_loads() + first_j, pl.slot_loads() + first_j + S);
         for (std::int32_t a = first_h; a < first_h + S; ++a) {
             const double la = pl.slot_load(a);
+            // Rounding is monotone: no slot of j can give a peak below the best when the extreme
+            // differences cannot.
+            if (load_h - (la - *lightest_j) >= best.peak || load_j + (la - *heaviest_j) >= best.peak) continue;
             for (std::int32_t b = first_j; b < first_j + S; ++b) {
                 const double d = la - pl.slot_load(b);
                 if (d <= 0.0) continue;
@@ -71,16 +75,16 @@ Swap best_swap(const Placement& pl, std::int32_t h, const std::vector<std::int32
 
 // Experts of the domain that GPU `gpu` accepts and that may grow, lightest new replica first
 // (w / (c + 1), lower id on ties); at most `limit` of them.
-void lightest_receivers(const Placement& pl, const Domain& d, std::int32_t gpu, std::int32_t exclude,
-                        std::int32_t limit, std::vector<std::int32_t>& out) {
+void lightest_receivers(const Placement& pl, const Domain& d, std::int32_t gpu, std::int32_t limit,
+                        std::vector<std::int32_t>& out) {
     out.clear();
     auto lighter = [&](std::int32_t a, std::int32_t b) {
-        const double la = pl.weight(a) / (pl.count(a) + 1), lb = pl.weight(b) / (pl.count(b) + 1);
+        const double la = pl.next_replica_load(a), lb = pl.next_replica_load(b);
         return la < lb || (la == lb && a < b);
     };
     for (std::int32_t k = 0; k < d.num_experts; ++k) {
         const std::int32_t b = d.experts[k];
-        if (b == exclude || !pl.accepts(b, gpu) || !pl.may_grow(b)) continue;
+        if (!pl.accepts(b, gpu) || !pl.may_grow(b)) continue;
         if (static_cast<std::int32_t>(out.size()) < limit) {
             out.insert(std::upper_bound(out.begin(), out.end(), b, lighter), b);
         } else if (lighter(b, out.back())) {
@@ -100,7 +104,7 @@ CountMove best_count_move(const Placement& pl, std::int32_t h, const Domain& d, 
     CountMove best;
     best.peak = limit;
     auto consider = [&](std::int32_t slot, std::int32_t to) {
-        const double peak = pl.retarget_peak(slot, to);
+        const double peak = pl.retarget_peak(slot, to, best.peak);
         if (peak < best.peak) best = CountMove{slot, to, peak};
     };
     std::vector<std::int32_t>& givers = scratch.slots;  // slots of the domain that may change hands
@@ -110,16 +114,16 @@ CountMove best_count_move(const Placement& pl, std::int32_t h, const Domain& d, 
     for (std::int32_t s = first_slot(pl, h); s < first_slot(pl, h) + S; ++s) {  // (i)
         const std::int32_t b = pl.expert(s);
         if (pl.held(b, h) != 1 || !pl.may_grow(b)) continue;
-        const double wb = pl.weight(b), cb = pl.count(b);
-        if (load_h - (wb / cb - wb / (cb + 1)) >= best.peak) continue;
+        const double grown = pl.next_replica_load(b);
+        if (load_h - (pl.slot_load(s) - grown) >= best.peak) continue;
         for (const std::int32_t slot : givers) {
             const std::int32_t j = pl.gpu_of(slot);
-            if (pl.gpu_load(j) - pl.slot_load(slot) + wb / (cb + 1) >= best.peak) continue;
+            if (pl.gpu_load(j) - pl.slot_load(slot) + grown >= best.peak) continue;
             if (pl.expert(slot) == b || !pl.accepts(b, j)) continue;
             consider(slot, b);
         }
     }
-    lightest_receivers(pl, d, h, -1, kReceivers, scratch.candidates);
+    lightest_receivers(pl, d, h, kReceivers, scratch.candidates);
     for (std::int32_t slot = first_slot(pl, h); slot < first_slot(pl, h) + S; ++slot) {  // (ii)
         if (!pl.may_release(slot)) continue;
         for (const std::int32_t b : scratch.candidates) consider(slot, b);
@@ -134,13 +138,17 @@ void perturbations(const Placement& pl, std::int32_t h, const Domain& d, SearchS
     const std::int32_t S = pl.shape().slots_per_gpu;
     const double inf = std::numeric_limits<double>::infinity();
     out.clear();
+    // The kReceivers lightest other than a slot's own expert are among the kReceivers + 1 lightest.
+    lightest_receivers(pl, d, h, kReceivers + 1, scratch.candidates);
     for (std::int32_t s = first_slot(pl, h); s < first_slot(pl, h) + S; ++s) {
         if (!pl.may_release(s)) continue;
-        lightest_receivers(pl, d, h, pl.expert(s), kReceivers, scratch.candidates);
         CountMove best;
         best.peak = inf;
+        std::int32_t tried = 0;
         for (const std::int32_t b : scratch.candidates) {
-            const double peak = pl.retarget_peak(s, b);
+            if (b == pl.expert(s)) continue;
+            if (tried++ == kReceivers) break;
+            const double peak = pl.retarget_peak(s, b, best.peak);
             if (peak < best.peak) best = CountMove{s, b, peak};
         }
         if (best.slot >= 0) out.push_back(best);
@@ -153,7 +161,7 @@ void perturbations(const Placement& pl, std::int32_t h, const Domain& d, SearchS
         for (std::int32_t slot = first_slot(pl, d.first_gpu); slot < first_slot(pl, d.last_gpu); ++slot) {
             const std::int32_t j = pl.gpu_of(slot);
             if (j == h || pl.expert(slot) == b || !pl.accepts(b, j) || !pl.may_release(slot)) continue;
-            const double peak = pl.retarget_peak(slot, b);
+            const double peak = pl.retarget_peak(slot, b, best.peak);
             if (peak < best.peak) best = CountMove{slot, b, peak};
         }
         if (best.slot >= 0) out.push_back(best);
@@ -239,10 +247,10 @@ bool swap_away(Placement& pl, const Domain& d, std::int32_t slot, std::int32_t g
     best.peak = std::numeric_limits<double>::infinity();
     for (std::int32_t t = first_slot(pl, d.first_gpu); t < first_slot(pl, d.last_gpu); ++t) {
         const std::int32_t j = pl.gpu_of(t);
-        if (j == g || !swappable(pl, slot, g, t, j)) continue;
+        if (j == g) continue;
         const double diff = pl.slot_load(slot) - pl.slot_load(t);
         const double peak = std::max(pl.gpu_load(g) - diff, pl.gpu_load(j) + diff);
-        if (peak < best.peak) best = Swap{slot, t, peak};
+        if (peak < best.peak && swappable(pl, slot, g, t, j)) best = Swap{slot, t, peak};
     }
     if (best.a < 0) return false;
     pl.swap_slots(best.a, best.b);
@@ -253,11 +261,11 @@ bool swap_away(Placement& pl, const Domain& d, std::int32_t slot, std::int32_t g
 // keeps the largest load it touches lowest.
 bool release(Placement& pl, const Domain& d, std::int32_t slot, std::int32_t g, SearchScratch& scratch) {
     if (!pl.may_release(slot)) return false;
-    lightest_receivers(pl, d, g, -1, kReceivers, scratch.candidates);
+    lightest_receivers(pl, d, g, kReceivers, scratch.candidates);
     CountMove best;
     best.peak = std::numeric_limits<double>::infinity();
     for (const std::int32_t b : scratch.candidates) {
-        const double peak = pl.retarget_peak(slot, b);
+        const double peak = pl.retarget_peak(slot, b, best.peak);
         if (peak < best.peak) best = CountMove{slot, b, peak};
     }
     if (best.slot < 0) return false;

@@ -78,6 +78,16 @@ H5::H5File create_hdf5(const std::string& path) {
     }
 }
 
+H5::H5File create_hdf5_in_memory(const std::string& name) {
+    try {
+        H5::FileAccPropList fapl;
+        fapl.setCore(1 << 20, /*backing_store=*/false);
+        return H5::H5File(name, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, fapl);
+    } catch (const H5::Exception& e) {
+        throw IoError(name + ": cannot create an HDF5 file in memory: " + e.getDetailMsg());
+    }
+}
+
 bool has_child(const H5::Group& parent, const std::string& name) {
     return H5Lexists(parent.getId(), name.c_str(), H5P_DEFAULT) > 0;
 }

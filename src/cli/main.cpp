@@ -25,6 +25,8 @@ commands:
   verify    re-check every plan of an archive and recompute its metrics
   export    write a plan as SGLang's or TensorRT-LLM's deployment file
   merge     merge several archives into one
+  sweep     plan many inputs x topologies x policies on the MPI ranks of a job (mpirun,
+            srun) into one archive, checkpointed and resumable; driven by a config file
 
 options:
   -h, --help     show this help (or `eplb <command> --help` for a command's options)
@@ -44,6 +46,7 @@ const Command kCommands[] = {
     {"verify", eplb::cli::run_verify},
     {"export", eplb::cli::run_export},
     {"merge", eplb::cli::run_merge},
+    {"sweep", eplb::cli::run_sweep_command},
 };
 
 int dispatch(int argc, char** argv) {

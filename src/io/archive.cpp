@@ -99,9 +99,11 @@ void require_same_maps(const std::string& first, const std::string& second, cons
 
 // Writes `output` from the plans of `sources` (the first copy of each id wins) and `failures`.
 // Plans are copied in id order and the failures sorted, so that the same plans and failures give
-// the same bytes however they were split among sources.
+// the same bytes however they were split among sources. The index rows of the plans in `known`
+// are taken from there (the index of parts this session wrote); the others are read back from
+// the copied plans.
 void assemble(const std::vector<std::string>& sources, std::vector<FailureRecord> failures, const std::string& output,
-              bool check_duplicates) {
+              bool check_duplicates, const std::map<std::string, PlanSummary>& known = {}) {
     std::map<std::string, std::string> origin;  // plan id -> the source it is copied from
     for (const std::string& source : sources) {
         const H5::H5File in = open_archive(source);
@@ -124,7 +126,8 @@ void assemble(const std::vector<std::string>& sources, std::vector<FailureRecord
                     open_source = source;
                 }
                 io::copy_object(in.openGroup("plans"), id, out_plans, output);
-                index.push_back(io::read_plan_summary(out_plans, id, output));
+                const auto summary = known.find(id);
+                index.push_back(summary != known.end() ? summary->second : io::read_plan_summary(out_plans, id, output));
             }
             io::write_index(out, index, output);
             std::sort(failures.begin(), failures.end());
@@ -233,12 +236,13 @@ void ArchiveWriter::commit() {
     const bool existing = s.keep_existing && fs::exists(s.path);
     if (existing) sources.push_back(s.path);
     std::set<std::string> inputs_seen;  // inputs this session planned or failed on
+    std::map<std::string, PlanSummary> summaries;  // of the plans in parts, from their indexes
     for (const fs::path& part : parts_where(s.parts, is_plan_part)) {
         sources.push_back(part.string());
-        const H5::H5File file = open_archive(part.string());
-        const H5::Group plans = file.openGroup("plans");
-        for (const std::string& id : io::child_names(plans, part.string()))
-            inputs_seen.insert(io::read_plan_source(plans, id, part.string()));
+        for (PlanSummary& summary : ArchiveReader(part.string()).plans()) {
+            inputs_seen.insert(summary.source);
+            summaries.emplace(summary.id, std::move(summary));
+        }
     }
     std::vector<FailureRecord> failures;
     for (const fs::path& part : parts_where(s.parts, is_failure_part))
@@ -249,7 +253,7 @@ void ArchiveWriter::commit() {
     if (existing)
         for (const FailureRecord& f : ArchiveReader(s.path).failures())
             if (!inputs_seen.count(f.input)) failures.push_back(f);
-    assemble(sources, std::move(failures), s.path, /*check_duplicates=*/false);
+    assemble(sources, std::move(failures), s.path, /*check_duplicates=*/false, summaries);
     std::error_code ec;
     fs::remove_all(s.parts, ec);
     if (ec) throw IoError(s.parts + ": cannot remove the directory after writing " + s.path + ": " + ec.message());

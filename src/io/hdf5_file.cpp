@@ -142,11 +142,12 @@ void write_tensor(const H5::Group& parent, const std::string& name, const at::Te
         const H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
         H5::DSetCreatPropList dcpl = untimed(H5::DSetCreatPropList());
         // Plans' log2phy are mostly -1 padding: large datasets are stored as one chunk,
-        // byte-shuffled and deflated (gzip, which every HDF5 reader has).
+        // byte-shuffled and deflated (gzip, which every HDF5 reader has). Level 1: on plans,
+        // writing was 1.5x faster than at level 4 for files about 10 % larger.
         if (t.numel() * static_cast<std::int64_t>(t.element_size()) >= kCompressFrom && !dims.empty()) {
             dcpl.setChunk(static_cast<int>(dims.size()), dims.data());
             dcpl.setShuffle();
-            dcpl.setDeflate(4);
+            dcpl.setDeflate(1);
         }
         const H5::DataSet ds = parent.createDataSet(name, type, space, dcpl);
         if (t.numel() > 0) ds.write(t.data_ptr(), type);

@@ -50,6 +50,14 @@ struct RankStats {
     bool fatal = false;          // an error stopped this rank's work (e.g. the disk is full)
 };
 
+// Bytes of a record's own tensors (its loads are shared with the input's windows).
+std::int64_t plan_bytes(const Plan& plan) {
+    std::int64_t bytes = 0;
+    for (const at::Tensor* t : {&plan.phy2log, &plan.log2phy, &plan.logcnt})
+        bytes += t->numel() * static_cast<std::int64_t>(t->element_size());
+    return bytes;
+}
+
 // Writes this rank's finished records as one part at least every `interval` seconds (and when
 // many are waiting), so that a kill loses at most that much work.
 class Checkpointer {
@@ -58,8 +66,9 @@ public:
         : writer_(writer), interval_(interval), stats_(stats), last_(Clock::now()) {}
 
     void add(PlanRecord record) {
+        pending_bytes_ += plan_bytes(record.plan);
         pending_.push_back(std::move(record));
-        if (seconds_since(last_) >= interval_ || pending_.size() >= kMostPending) flush();
+        if (seconds_since(last_) >= interval_ || pending_bytes_ >= kMostPendingBytes) flush();
     }
 
     void flush() {
@@ -69,18 +78,27 @@ public:
             stats_.write += seconds_since(start);
             stats_.planned += static_cast<std::int64_t>(pending_.size());
             pending_.clear();
+            pending_bytes_ = 0;
         }
         last_ = Clock::now();
     }
 
 private:
-    static constexpr std::size_t kMostPending = 256;  // bounds the memory held between checkpoints
+    static constexpr std::int64_t kMostPendingBytes = std::int64_t{256} << 20;  // memory held between checkpoints
     ArchiveWriter& writer_;
     double interval_;
     RankStats& stats_;
     Clock::time_point last_;
     std::vector<PlanRecord> pending_;
+    std::int64_t pending_bytes_ = 0;
 };
+
+// Reports a failure on stderr and records it in the archive.
+void record_failure(ArchiveWriter& writer, const FailureRecord& failure, RankStats& stats) {
+    dist::print_error_lines(failure.message);
+    writer.add_failure(failure);
+    ++stats.failures;
+}
 
 // One rank's share of a sweep, and what it needs to do it.
 class RankWork {
@@ -284,14 +302,6 @@ private:
         record_failure(writer_, FailureRecord{path, t.to_string(), to_string(p), message}, stats_);
     }
 
-public:
-    static void record_failure(ArchiveWriter& writer, const FailureRecord& failure, RankStats& stats) {
-        dist::print_error_lines(failure.message);
-        writer.add_failure(failure);
-        ++stats.failures;
-    }
-
-private:
     const SweepConfig& config_;
     const SweepSetup& setup_;
     const std::vector<InputInfo>& inputs_;
@@ -368,7 +378,7 @@ void record_known_failures(const SweepSetup& setup, const dist::WorkList& work, 
         const std::string& path = setup.files[static_cast<std::size_t>(f.input)].path;
         const std::string topology = f.topology < 0 ? "" : setup.topologies[static_cast<std::size_t>(f.topology)].to_string();
         const std::string policy = f.policy < 0 ? "" : to_string(setup.policies[static_cast<std::size_t>(f.policy)]);
-        RankWork::record_failure(writer, FailureRecord{path, topology, policy, f.message}, stats);
+        record_failure(writer, FailureRecord{path, topology, policy, f.message}, stats);
     }
 }
 

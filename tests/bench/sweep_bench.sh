@@ -4,8 +4,10 @@
 # 320/8/8/64; policies deepseek and seed) of about 30 s on one rank, run on 1, 2 and 4 ranks
 # (4 is oversubscribed on a 2-core machine), REPEATS times each, interleaved so that the load of a
 # shared machine spreads over all rank counts. Prints a Markdown table of medians: wall time,
-# plans/s, speed-up and parallel efficiency against 1 rank, rank imbalance, and the share of
-# the ranks' time spent writing the archive (parts on every rank, and rank 0's commit).
+# plans/s, speed-up and parallel efficiency against 1 rank (against the cores when there are more
+# ranks than cores), CPU time of all processes and CPU efficiency (the work added by running on
+# more ranks, whatever else loads the machine), rank imbalance, and the share of the ranks' time
+# spent writing the archive (parts on every rank, and rank 0's commit).
 #
 #   tests/bench/sweep_bench.sh [EPLB_BINARY] [WORK_DIR]      (REPEATS=3, INPUTS=4, STEPS=64, RANKS="1 2 4")
 set -eu
@@ -47,33 +49,37 @@ device = cpu
 output = plans.h5
 EOF
 
-echo "# $(date -u +%FT%TZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start" >&2
-for repeat in $(seq "$repeats"); do
-  for n in $ranks; do
-    rm -rf "$work/plans.h5" "$work/plans.h5.parts"
-    line=$(mpirun -np "$n" --oversubscribe "$eplb" sweep --config "$work/sweep.ini" --progress never | grep '^archive=')
-    echo "ranks=$n repeat=$repeat load=$(cut -d' ' -f1 /proc/loadavg) $line" | tee -a "$work/runs.txt" >&2
-  done
-done
+/usr/bin/python3 - "$eplb" "$work" "$repeats" "$cores" $ranks <<'EOF'
+import os, resource, statistics, subprocess, sys, time
+eplb, work, repeats, cores, ranks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), [int(r) for r in sys.argv[5:]]
+load = lambda: float(open("/proc/loadavg").read().split()[0])
+print(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, {cores} cores, load average {load()} at the start", file=sys.stderr)
+runs = {n: [] for n in ranks}
+for repeat in range(repeats):
+    for n in ranks:  # interleaved, so that the load of a shared machine spreads over all rank counts
+        subprocess.run(["rm", "-rf", f"{work}/plans.h5", f"{work}/plans.h5.parts"], check=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = subprocess.run(["mpirun", "-np", str(n), "--oversubscribe", eplb, "sweep", "--config", f"{work}/sweep.ini",
+                              "--progress", "never"], check=True, capture_output=True, text=True).stdout
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        line = next(l for l in out.splitlines() if l.startswith("archive="))
+        run = dict(p.split("=", 1) for p in line.split())
+        run["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        run["load"] = load()
+        runs[n].append(run)
+        print(f"ranks={n} repeat={repeat + 1} cpu_s={run['cpu_s']:.1f} load={run['load']} {line}", file=sys.stderr)
 
-/usr/bin/python3 - "$work/runs.txt" "$cores" <<'EOF'
-import sys, statistics
-runs, cores = {}, int(sys.argv[2])
-for line in open(sys.argv[1]):
-    kv = dict(p.split("=", 1) for p in line.split())
-    runs.setdefault(int(kv["ranks"]), []).append(kv)
 med = lambda rows, key: statistics.median(float(r[key]) for r in rows)
-base = med(runs[min(runs)], "plans_per_s")
-plans = runs[min(runs)][0]["plans"]
-print(f"{plans} plans; medians of {len(runs[min(runs)])} runs per rank count, on {cores} cores\n")
-print("| ranks | wall time (s) | plans/s | speed-up | parallel efficiency | rank imbalance | write share | load average |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-for n in sorted(runs):
+one = min(ranks)
+base_rate, base_cpu = med(runs[one], "plans_per_s"), med(runs[one], "cpu_s")
+print(f"{runs[one][0]['plans']} plans; medians of {repeats} runs per rank count on {cores} cores\n")
+print("| ranks | wall time (s) | plans/s | speed-up | parallel efficiency | CPU time (s) | CPU efficiency | rank imbalance | write share | load average |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for n in ranks:
     rows = runs[n]
-    rate = med(rows, "plans_per_s")
-    speedup = rate / base
+    speedup = med(rows, "plans_per_s") / base_rate
     efficiency = speedup / min(n, cores)
-    note = "" if n <= cores else f" (on {cores} cores)"
-    print(f"| {n} | {med(rows, 'wall_s'):.1f} | {rate:.1f} | {speedup:.2f} | {100 * efficiency:.0f} %{note} | "
+    print(f"| {n}{' (on %d cores)' % cores if n > cores else ''} | {med(rows, 'wall_s'):.1f} | {med(rows, 'plans_per_s'):.1f} | "
+          f"{speedup:.2f} | {100 * efficiency:.0f} % | {med(rows, 'cpu_s'):.1f} | {100 * base_cpu / med(rows, 'cpu_s'):.0f} % | "
           f"{med(rows, 'rank_imbalance'):.3f} | {100 * med(rows, 'write_share'):.0f} % | {med(rows, 'load'):.1f} |")
 EOF

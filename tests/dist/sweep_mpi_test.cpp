@@ -15,6 +15,7 @@
 #include <ATen/ops/equal.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -76,6 +77,8 @@ SweepConfig base_config(const SharedDir& dir) {
     c.policies = {"all"};
     c.windows = "each";
     c.output = dir / "sweep.h5";
+    // $EPLB_TEST_DEVICE (e.g. cuda: every rank plans on the GPU) when set, else the default.
+    if (const char* device = std::getenv("EPLB_TEST_DEVICE"); device && *device) c.device = device;
     c.command_line = "sweep test";
     c.progress = "never";
     c.checkpoint_seconds = 0.05;

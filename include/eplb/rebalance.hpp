@@ -72,11 +72,11 @@ struct DeviceSpec {
 
 /// `auto` plans on CUDA (batched engine) when a CUDA device is visible and the call plans at
 /// least this many layers; below it, the native CPU engine is faster: a batched call costs a
-/// fixed few thousand tensor operations (kernel launches) whatever B is, against some 20-50 us
-/// per layer and CPU core for the native engine. The value is set from the CPU-vs-CUDA crossover that
-/// tests/device/gpu_check.sh measures (README.md); until a GPU has been measured it is this
-/// estimate for DeepSeek-V3-shaped layers on a 16-core host.
-constexpr std::int64_t kAutoCudaMinLayers = 8192;
+/// fixed few thousand tensor operations (kernel launches) whatever B is. Measured with
+/// tests/device/gpu_check.sh on an NVIDIA H200 host (16 cores, native engine on 16 threads,
+/// DeepSeek-V3-shaped layers, README.md): CUDA is faster from 1,160 layers for `deepseek` and from
+/// 580 for `seed`; the larger crossover is taken.
+constexpr std::int64_t kAutoCudaMinLayers = 1160;
 
 /// What the caller asks for. `engine` unset: native on the CPU, batched on CUDA.
 struct RebalanceOptions {

@@ -25,9 +25,9 @@ std::string shape_of(const at::Tensor& t) {
 
 // True when every value is finite and non-negative (a NaN fails both comparisons).
 bool all_plannable(const float* p, std::int64_t n) {
-    bool ok = true;
-    for (std::int64_t i = 0; i < n; ++i) ok &= (p[i] >= 0.0f) & (p[i] <= std::numeric_limits<float>::max());
-    return ok;
+    std::int32_t bad = 0;  // counted, not and-ed, so that the loop vectorises
+    for (std::int64_t i = 0; i < n; ++i) bad += !((p[i] >= 0.0f) & (p[i] <= std::numeric_limits<float>::max()));
+    return bad == 0;
 }
 
 // Finds the first entry that is NaN, infinite or negative; throws LoadError naming it.
@@ -50,10 +50,12 @@ at::Tensor build_log2phy(const at::Tensor& phy2log, const std::vector<std::int32
     const std::int64_t L = phy2log.size(0), R = phy2log.size(1);
     at::Tensor log2phy = at::empty({L, E, X}, at::TensorOptions().dtype(at::kLong));
     std::int64_t* out = log2phy.data_ptr<std::int64_t>();
-    std::memset(out, 0xFF, static_cast<std::size_t>(log2phy.numel()) * sizeof(std::int64_t));  // all -1
     const std::int64_t* p2l = phy2log.data_ptr<std::int64_t>();
+    // Layer by layer, so that the -1 fill is still in cache when the slots are scattered into it
+    // (a single large memset may bypass the cache with streaming stores).
     for (std::int64_t l = 0; l < L; ++l) {
         std::int64_t* layer = out + l * E * X;
+        std::memset(layer, 0xFF, static_cast<std::size_t>(E * X) * sizeof(std::int64_t));  // all -1
         for (std::int64_t p = 0; p < R; ++p) layer[p2l[l * R + p] * X + rank[l * R + p]] = p;
     }
     return log2phy;

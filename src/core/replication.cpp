@@ -56,43 +56,94 @@ void compute_averages(const float* w, const std::int32_t* count, std::int32_t n,
     for (std::int32_t e = 0; e < n; ++e) average[e] = w[e] / static_cast<float>(count[e]);
 }
 
-// The seed's tie-aware argmax: the largest benefit, then the smaller current average, then the
-// lower id.
-std::int32_t tie_aware_argmax(const float* benefit, const float* average, std::int32_t n) {
-    std::int32_t best = 0;
-    for (std::int32_t e = 1; e < n; ++e) {
-        const bool better = benefit[e] > benefit[best] || (benefit[e] == benefit[best] && average[e] < average[best]);
-        best = better ? e : best;
+bool pick_is_candidate(const std::int32_t* order, std::int32_t num_candidates, std::int32_t expert) {
+    for (std::int32_t k = 0; k < num_candidates; ++k)
+        if (order[k] == expert) return true;
+    return false;
+}
+
+// The seed's tie rule for a priority: the larger benefit, then the smaller current average, then
+// the lower id.
+struct Priority {
+    float benefit;
+    float average;
+    std::int32_t expert;
+
+    bool beats(const Priority& o) const {
+        return benefit > o.benefit ||
+               (benefit == o.benefit && (average < o.average || (average == o.average && expert < o.expert)));
+    }
+};
+
+// Largest and second largest of a stream of values (a repeated maximum counts twice).
+struct TopTwo {
+    float first = -std::numeric_limits<float>::infinity();
+    float second = -std::numeric_limits<float>::infinity();
+    void add(float v) {
+        if (v > first) {
+            second = first;
+            first = v;
+        } else if (v > second) {
+            second = v;
+        }
+    }
+};
+
+float sainte_lague(float w, std::int32_t c) { return w / (2.0f * static_cast<float>(c) - 1.0f); }
+float huntington_hill(float w, std::int32_t c) {
+    const float cf = static_cast<float>(c);
+    return w / std::sqrt(cf * (cf + 1.0f));
+}
+
+// Which experts a tail step must look at. Experts outside the D'Hondt candidates (order[k..n)) all
+// have one replica while `outsiders_single`: among them the first in weight order has the largest
+// average and Sainte-Lague priority, and the Huntington-Hill winner is found in the run of equal
+// priorities that starts there. Otherwise (an outsider won a tail slot) every expert is scanned.
+struct TailScope {
+    const std::int32_t* order;
+    std::int32_t num_candidates;
+    std::int32_t n;
+    bool outsiders_single;
+};
+
+// Huntington-Hill's best outsider: the largest priority, then the smallest weight, then lowest id.
+Priority best_outsider_huntington_hill(const float* w, const TailScope& scope) {
+    const std::int32_t first = scope.order[scope.num_candidates];
+    Priority best{huntington_hill(w[first], 1), w[first], first};
+    for (std::int32_t k = scope.num_candidates + 1; k < scope.n; ++k) {
+        const std::int32_t e = scope.order[k];
+        const Priority p{huntington_hill(w[e], 1), w[e], e};
+        if (p.benefit != best.benefit) break;  // priorities fall along the weight order
+        if (p.beats(best)) best = p;
     }
     return best;
 }
 
-// Largest and second largest of `value` (a repeated maximum counts twice).
-void top_two(const float* value, std::int32_t n, float* top) {
-    top[0] = value[0];
-    top[1] = -std::numeric_limits<float>::infinity();
-    for (std::int32_t e = 1; e < n; ++e) {
-        const float v = value[e];
-        top[1] = v > top[0] ? top[0] : std::max(top[1], v);
-        top[0] = std::max(top[0], v);
-    }
-}
-
 // One tail slot: Sainte-Lague or Huntington-Hill, whichever predicts the lower peak.
-std::int32_t tail_pick(const float* w, const std::int32_t* count, std::int32_t n, ReplicaScratch& s) {
-    float* average = s.average.data();
-    float* benefit = s.benefit.data();
-    compute_averages(w, count, n, average);
-    float top[2];
-    top_two(average, n, top);
-    const float second = n > 1 ? top[1] : top[0];
-    for (std::int32_t e = 0; e < n; ++e) benefit[e] = w[e] / (2.0f * static_cast<float>(count[e]) - 1.0f);
-    const std::int32_t pick_s = tie_aware_argmax(benefit, average, n);
-    for (std::int32_t e = 0; e < n; ++e) {
-        const float c = static_cast<float>(count[e]);
-        benefit[e] = w[e] / std::sqrt(c * (c + 1.0f));
+std::int32_t tail_pick(const float* w, const std::int32_t* count, const TailScope& scope) {
+    const bool restricted = scope.outsiders_single && scope.num_candidates < scope.n;
+    const std::int32_t scanned = restricted ? scope.num_candidates : scope.n;
+    TopTwo averages;
+    Priority best_s{-1.0f, 0.0f, -1}, best_h{-1.0f, 0.0f, -1};
+    for (std::int32_t k = 0; k < scanned; ++k) {
+        const std::int32_t e = restricted ? scope.order[k] : k;
+        const float average = w[e] / static_cast<float>(count[e]);
+        averages.add(average);
+        const Priority s{sainte_lague(w[e], count[e]), average, e}, h{huntington_hill(w[e], count[e]), average, e};
+        if (best_s.expert < 0 || s.beats(best_s)) best_s = s;
+        if (best_h.expert < 0 || h.beats(best_h)) best_h = h;
     }
-    const std::int32_t pick_h = tie_aware_argmax(benefit, average, n);
+    if (restricted) {
+        const std::int32_t first = scope.order[scope.num_candidates];
+        averages.add(w[first]);
+        if (scope.num_candidates + 1 < scope.n) averages.add(w[scope.order[scope.num_candidates + 1]]);
+        const Priority s{w[first], w[first], first};
+        if (s.beats(best_s)) best_s = s;
+        const Priority h = best_outsider_huntington_hill(w, scope);
+        if (h.beats(best_h)) best_h = h;
+    }
+    const float second = scope.n > 1 ? averages.second : averages.first;
+    const std::int32_t pick_s = best_s.expert, pick_h = best_h.expert;
     const float new_s = w[pick_s] / (static_cast<float>(count[pick_s]) + 1.0f);
     const float new_h = w[pick_h] / (static_cast<float>(count[pick_h]) + 1.0f);
     const float peak_s = std::max(second, new_s), peak_h = std::max(second, new_h);
@@ -132,9 +183,12 @@ ExtremeAverages extreme_averages(const float* average, std::int32_t n) {
     return x;
 }
 
+}  // namespace
+
 // The seed's fix-up: the single donor -> receiver move (float64 arithmetic) that lowers the peak
 // average the most, ties (within 1e-12) to the lower second-highest of the three contributors.
-void donor_receiver_fixup(const float* w, std::int32_t n, std::int32_t slots, ReplicaScratch& s, ReplicaOut out) {
+bool donor_receiver_fixup(const float* w, std::int32_t n, std::int32_t slots, ReplicaScratch& s, ReplicaOut out) {
+    s.average.resize(static_cast<std::size_t>(n));
     compute_averages(w, out.count, n, s.average.data());
     const ExtremeAverages x = extreme_averages(s.average.data(), n);
     const std::int32_t* donors = x.top;
@@ -168,7 +222,7 @@ void donor_receiver_fixup(const float* w, std::int32_t n, std::int32_t slots, Re
             }
         }
     }
-    if (!found) return;
+    if (!found) return false;
     // The donor gives up its highest-rank replica; the receiver takes that column.
     for (std::int32_t column = n; column < slots; ++column) {
         if (out.expert[column] == best_d && out.rank[column] == out.count[best_d] - 1) {
@@ -179,9 +233,8 @@ void donor_receiver_fixup(const float* w, std::int32_t n, std::int32_t slots, Re
     }
     --out.count[best_d];
     ++out.count[best_r];
+    return true;
 }
-
-}  // namespace
 
 void replicate_dhondt(const float* weight, const std::int32_t* order, std::int32_t n, std::int32_t slots,
                       ReplicaOut out) {
@@ -196,14 +249,22 @@ void replicate_seed(const float* weight, const std::int32_t* order, std::int32_t
     one_copy_each(n, out);
     const std::int32_t extra = slots - n;
     if (extra == 0) return;
-    scratch.average.resize(static_cast<std::size_t>(n));
-    scratch.benefit.resize(static_cast<std::size_t>(n));
     const std::int32_t tail = std::max(1, (extra + 9) / 10);
     const std::int32_t bulk = extra - tail;
     if (bulk > 0) dhondt_steps(weight, order, std::min(extra, n), n, n + bulk, out);
-    for (std::int32_t column = n + bulk; column < slots; ++column)
-        add_replica(column, tail_pick(weight, out.count, n, scratch), out);
-    if (n > 1) donor_receiver_fixup(weight, n, slots, scratch, out);
+    TailScope scope{order, std::min(extra, n), n, true};
+    for (std::int32_t column = n + bulk; column < slots; ++column) {
+        const std::int32_t pick = tail_pick(weight, out.count, scope);
+        add_replica(column, pick, out);
+        scope.outsiders_single = scope.outsiders_single && pick_is_candidate(order, scope.num_candidates, pick);
+    }
+    // The fix-up moves a replica only when the new peak max(other, w_d / (c_d - 1), w_r / (c_r + 1))
+    // falls below the current peak. The donor is one of the two largest averages: if it is the
+    // largest, w_d / (c_d - 1) > w_d / c_d = the peak; otherwise "other" is the peak itself. So no
+    // move ever qualifies while 1 / (c_d - 1) exceeds float32's rounding of w_d / c_d (2^-24
+    // relative), i.e. for any count below 2^23: the reference's loop is then skipped.
+    constexpr std::int32_t kFixupCannotFireBelow = 1 << 23;
+    if (n > 1 && slots >= kFixupCannotFireBelow) donor_receiver_fixup(weight, n, slots, scratch, out);
 }
 
 

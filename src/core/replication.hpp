@@ -29,12 +29,18 @@ void replicate_dhondt(const float* weight, const std::int32_t* order, std::int32
 /// peak. Nothing happens when slots == n.
 /// Scratch space for replicate_seed.
 struct ReplicaScratch {
-    std::vector<float> average;  // [n] current w / c
-    std::vector<float> benefit;  // [n] Sainte-Lague or Huntington-Hill priority
+    std::vector<float> average;  // [n] current w / c (for the fix-up)
 };
 
 void replicate_seed(const float* weight, const std::int32_t* order, std::int32_t n, std::int32_t slots,
                     ReplicaScratch& scratch, ReplicaOut out);
+
+/// The seed's donor -> receiver fix-up on a replicated row: among the top-2 donors and bottom-2
+/// receivers by average, the single move that strictly lowers the peak average (float64), ties
+/// within 1e-12 to the lower second-highest; applies it and returns true, or returns false.
+/// replicate_seed skips it below 2^23 slots, where no move can qualify (see there); tests check it.
+bool donor_receiver_fixup(const float* weight, std::int32_t n, std::int32_t slots, ReplicaScratch& scratch,
+                          ReplicaOut out);
 
 /// Scratch space for replica_packing_order.
 struct ReplicaOrderScratch {

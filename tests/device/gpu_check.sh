@@ -10,13 +10,15 @@
 #   tests/device/gpu_check.sh                 # on the GPU machine, from the repository root
 #   EPLB_GPU_CHECK_SKIP_CUDA=1 tests/device/gpu_check.sh   # dry run on a machine without a GPU
 #
-# GoogleTest and Google Benchmark come from the system when installed, else from the source trees
+# GoogleTest and Google Benchmark come from the source trees in .device/src when both are there, else
+# from the system when installed, else from whichever source tree exists
 # in .device/src (made by tests/device/fetch_sources.sh; carry `.device` to the machine), else the
 # stand-alone check and timer stand in. Logs and the table go to $OUT/gpu_check when OUT is set.
 #
 # Environment: PYTHON (python with torch; default python3), EPLB_JOBS (build jobs; default nproc),
 # EPLB_GPU_BUILD_DIR (default /tmp/eplb-gpu-check), EPLB_GPU_CHECK_SKIP_CUDA=1 (no CUDA stage),
-# EPLB_GPU_CHECK_FORCE_SOURCES=1 (ignore installed GoogleTest/Benchmark, to test the fallbacks),
+# EPLB_GPU_CHECK_FORCE_SOURCES=1|0 (build GoogleTest/Benchmark from .device/src even if installed, or
+# not; default: from .device/src whenever it holds both),
 # EPLB_BENCH_LAYERS (default 58,232,580,1160,2900,5800,14500,58000).
 set -eu
 set -o pipefail
@@ -27,7 +29,13 @@ logs="${OUT:-/tmp}/gpu_check"
 build="${EPLB_GPU_BUILD_DIR:-/tmp/eplb-gpu-check}"
 jobs="${EPLB_JOBS:-$(nproc 2>/dev/null || echo 4)}"
 skip_cuda="${EPLB_GPU_CHECK_SKIP_CUDA:-0}"
-force_sources="${EPLB_GPU_CHECK_FORCE_SOURCES:-0}"
+# Carried sources win over installed packages: an installed Google Benchmark built by another
+# toolchain crashed at start-up on the first GPU machine measured.
+force_sources="${EPLB_GPU_CHECK_FORCE_SOURCES:-auto}"
+if [ "$force_sources" = auto ]; then
+  [ -f "$root/.device/src/googletest/CMakeLists.txt" ] && [ -f "$root/.device/src/benchmark/CMakeLists.txt" ] \
+    && force_sources=1 || force_sources=0
+fi
 bench_layers="${EPLB_BENCH_LAYERS:-58,232,580,1160,2900,5800,14500,58000}"
 mkdir -p "$logs"
 failures=()

@@ -213,10 +213,7 @@ private:
 int run_plan(const std::vector<std::string>& args) {
     PlanArgs a;
     const po::options_description options = plan_options(a);
-    po::positional_options_description positional;
-    positional.add("input", -1);
-    po::variables_map vm;
-    if (!parse_arguments(args, kUsageText, options, positional, vm)) return kSuccess;
+    if (!parse_arguments(args, kUsageText, options, "input", -1)) return kSuccess;
     if (a.inputs.empty()) throw UsageError("no input: give one or more snapshot files (eplb plan --help)");
     if (a.append && a.out.empty()) throw UsageError("--append needs --out ARCHIVE");
     PlanRunner runner(a, command_line("plan", args));

@@ -3,6 +3,7 @@
 // and summary, and a sweep killed (SIGKILL, every process of the job) and resumed to the same
 // archive as an uninterrupted run.
 #include "support/archive_compare.hpp"
+#include "support/run_command.hpp"
 #include "support/temp_dir.hpp"
 
 #include <eplb/archive.hpp>
@@ -35,16 +36,7 @@ int ranks() {
     return text ? std::atoi(text) : 2;
 }
 
-struct Result {
-    int code = -1;
-    std::string out, err;
-};
-
-std::string quoted(const std::string& s) {
-    std::string q = "'";
-    for (const char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-}
+using Result = test::CommandResult;
 
 // The mpiexec command line that runs eplb on ranks() ranks.
 std::vector<std::string> launcher() {
@@ -52,13 +44,9 @@ std::vector<std::string> launcher() {
 }
 
 Result run(std::vector<std::string> args, const TempDir& dir) {
-    std::string command;
-    for (const std::string& a : launcher()) command += quoted(a) + " ";
-    for (const std::string& a : args) command += quoted(a) + " ";
-    command += ">" + quoted(dir / "stdout.txt") + " 2>" + quoted(dir / "stderr.txt");
-    const int status = std::system(command.c_str());
-    return Result{WIFEXITED(status) ? WEXITSTATUS(status) : -1, test::read_text(dir / "stdout.txt"),
-                  test::read_text(dir / "stderr.txt")};
+    std::vector<std::string> argv = launcher();
+    argv.insert(argv.end(), args.begin(), args.end());
+    return test::run_command(argv, dir);
 }
 
 std::vector<std::string> lines_with(const std::string& text, const std::string& part) {
@@ -182,14 +170,6 @@ void kill_session(pid_t sid) {
     }
 }
 
-std::size_t parts_in(const std::string& dir) {
-    std::size_t n = 0;
-    std::error_code ec;
-    for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); ++it)
-        n += it->path().extension() == ".h5";
-    return n;
-}
-
 TEST(SweepCommand, KilledSweepResumesToTheSameArchiveAsAnUninterruptedOne) {
     TempDir dir;
     for (int i = 0; i < 3; ++i) write_series(dir / ("long" + std::to_string(i) + ".h5"), 120, 8, i);
@@ -202,38 +182,17 @@ TEST(SweepCommand, KilledSweepResumesToTheSameArchiveAsAnUninterruptedOne) {
     const std::vector<std::string> sweep{"sweep", "-c", dir / "sweep.ini", "-o", dir / "killed.h5"};
 
     // The reference: one rank (no mpiexec), never interrupted.
-    {
-        const std::string command = quoted(EPLB_BINARY) + " sweep -c " + quoted(dir / "sweep.ini") + " -o " +
-                                    quoted(dir / "reference.h5") + " >/dev/null 2>&1";
-        ASSERT_EQ(std::system(command.c_str()), 0);
-    }
+    const Result reference = test::run_command({EPLB_BINARY, "sweep", "-c", dir / "sweep.ini", "-o", dir / "reference.h5"}, dir);
+    ASSERT_EQ(reference.code, 0) << reference.err;
 
-    std::vector<std::string> argv_text = launcher();
-    argv_text.insert(argv_text.end(), sweep.begin(), sweep.end());
-    std::vector<char*> argv;
-    for (std::string& a : argv_text) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t pid = fork();
+    std::vector<std::string> argv = launcher();
+    argv.insert(argv.end(), sweep.begin(), sweep.end());
+    const pid_t pid = test::start_in_background(argv);
     ASSERT_GE(pid, 0);
-    if (pid == 0) {
-        setsid();  // the job gets a session of its own, so that all of it can be killed
-        freopen("/dev/null", "w", stdout);
-        freopen("/dev/null", "w", stderr);
-        execv(argv[0], argv.data());
-        _exit(127);
-    }
     // Killed once some checkpoints are on disk (or when it is done, if it is faster than us).
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-    bool exited = false;
     int status = 0;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            exited = true;
-            break;
-        }
-        if (parts_in(dir / "killed.h5.parts") >= 2) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    const bool exited = test::exits_before(
+        pid, [&] { return test::parts_in(dir / "killed.h5.parts") >= 2; }, std::chrono::seconds(120), status);
     EXPECT_FALSE(exited) << "the sweep ended before it could be killed";
     if (!exited) {
         kill_session(pid);

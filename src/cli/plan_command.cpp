@@ -100,10 +100,6 @@ std::vector<Policy> parse_policies(const std::vector<std::string>& names) {
     return out;
 }
 
-// The bound a policy's plans are compared with: the reference policies keep groups on nodes
-// when the topology allows it.
-BoundKind bound_kind_for(Policy, const Topology& topology) { return reference_bound_kind(topology); }
-
 std::string message_of(const std::exception& e) {
     if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
     return e.what();
@@ -134,7 +130,7 @@ public:
         }
         for (const Topology& topology : topologies_)
             for (const Policy policy : policies_)
-                run_plan(*snapshot, PlanRequest{topology, policy, "{}", bound_kind_for(policy, topology), execution_});
+                run_plan(*snapshot, plan_request(topology, policy, execution_));
     }
 
     int finish() {

@@ -13,7 +13,10 @@ PACKAGES="
   libgtest-dev libbenchmark-dev
   python3 python3-torch python3-h5py python3-matplotlib python3-numpy python3-pandas
 "
-# Extra packages, e.g. EPLB_EXTRA_PACKAGES="slurm-wlm munge" for the Slurm job tests.
+# --tests adds what only the test suite needs: a Slurm cluster of one node (the job tests start
+# their own slurmctld, slurmd and munged; DESIGN.md section 7). EPLB_EXTRA_PACKAGES adds others.
+TEST_PACKAGES="slurm-wlm munge"
+if [ "${1:-}" = "--tests" ]; then PACKAGES="$PACKAGES $TEST_PACKAGES"; fi
 PACKAGES="$PACKAGES ${EPLB_EXTRA_PACKAGES:-}"
 
 missing=""

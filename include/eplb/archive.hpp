@@ -84,6 +84,9 @@ struct RunInfo {
     std::string created;            ///< UTC, ISO 8601
     double planning_seconds = 0.0;  ///< wall time of rebalance() over all layers
     std::string execution;          ///< engine and device that planned, e.g. "native on cpu"
+
+    /// The current time, UTC, ISO 8601 (for `created`).
+    static std::string utc_now();
 };
 
 /// One plan and everything the archive keeps about it. L MoE layers, E experts, R slots.
@@ -118,12 +121,26 @@ struct PlanRequest {
     RebalanceOptions execution;
 };
 
+/// The request to plan with `policy` for `topology`: the policy's options (canonical JSON) and
+/// the lower bound its plans are compared with. Every front end (`eplb plan`, `eplb sweep`)
+/// builds its requests here, so that the same work gets the same identity and metrics.
+PlanRequest plan_request(const Topology& topology, Policy policy, const RebalanceOptions& execution = {});
+
 /// Plans every window of `snapshot` (windows from `options.windowing`) and scores each plan on
 /// its own window, on the next window (next-window metrics) and against the previous window's
 /// plan (migration). One record per window, in window order. Throws LoadError/TopologyError
 /// when the loads do not fit the request.
 std::vector<PlanRecord> plan_windows(const Snapshot& snapshot, const ReadOptions& options, const PlanRequest& request,
                                      const std::string& command_line);
+
+/// The record of `plan`, made (elsewhere, e.g. on another MPI rank) from window `index` of
+/// `windows`, which are all the windows of `snapshot` under `options`, in order: its identity and
+/// source, its metrics on its window and on window index + 1 (when there is one), and the
+/// migration from `previous`, the plan of window index - 1 (required when index > 0). This is
+/// what plan_windows() stores for each window, so a plan gives the same record wherever it was made.
+PlanRecord make_plan_record(const Snapshot& snapshot, const ReadOptions& options, const PlanRequest& request,
+                            const std::vector<Window>& windows, std::int64_t index, Plan plan, const Plan* previous,
+                            RunInfo run);
 
 /// The identity of window `window` of `snapshot` under `options` and `request`, without planning.
 PlanIdentity plan_identity(const Snapshot& snapshot, const ReadOptions& options, const PlanRequest& request,
@@ -161,22 +178,30 @@ struct PlanSummary {
 
 /// Adds plans to an archive, one durable step at a time.
 ///
-/// Each add() writes the plan as a small self-contained archive `<path>.parts/<id>.h5` (under a
-/// temporary name, flushed, then renamed: its presence is the plan's completeness marker), and
-/// commit() assembles `<path>` from them (and, when appending, from the archive already there)
-/// under a temporary name and renames it into place. A killed writer therefore loses at most the
-/// plan in flight; `<path>` is never half-written; and a later writer in `append` mode resumes
-/// where it stopped, skipping the plans already finished.
+/// Each add() writes its plans as a small self-contained archive in `<path>.parts/`: `<id>.h5`
+/// for one plan, `batch-<hash>.h5` for several (under a temporary name, flushed, then renamed:
+/// its presence is the completeness marker of every plan in it), and commit() assembles `<path>`
+/// from them (and, when appending, from the archive already there) under a temporary name and
+/// renames it into place. A killed writer therefore loses at most the plans in flight; `<path>`
+/// is never half-written; and a later writer in `append` mode resumes where it stopped,
+/// skipping the plans already finished.
+///
+/// Several processes may add to one session (e.g. the ranks of an MPI sweep, on a file system
+/// they share): one starts it (`replace` or `append`) before the others `join` it, every one
+/// adds its own plans, and the starter commits once all have finished adding.
 class ArchiveWriter {
 public:
     enum class Mode {
         replace,  ///< commit() replaces `path` with the plans added in this session
         append,   ///< commit() keeps the plans already in `path`, and resumes an interrupted session
+        join,     ///< adds parts to a session another writer started and will commit: reads nothing
+                  ///< there; contains() and finished() know only this writer's plans; no commit()
     };
 
-    /// Starts a session. Throws UsageError in `replace` mode when `<path>.parts` is left from an
-    /// interrupted session (resume it with `append`, or delete the directory); IoError when the
-    /// directory cannot be created.
+    /// Starts (or joins) a session. Throws UsageError in `replace` mode when `<path>.parts` is
+    /// left from an interrupted session (resume it with `append`, or delete the directory), and in
+    /// `join` mode when there is no `<path>.parts` to join; IoError when the directory cannot be
+    /// created.
     ArchiveWriter(std::string path, Mode mode);
     ~ArchiveWriter();
     ArchiveWriter(ArchiveWriter&&) noexcept;
@@ -190,11 +215,14 @@ public:
 
     /// Stores a finished plan durably; does nothing when `contains(record.id)`.
     void add(const PlanRecord& record);
+    /// Stores several finished plans durably, in one part (one flush to disk for all of them);
+    /// those already contained are left out.
+    void add(const std::vector<PlanRecord>& records);
     /// Stores a failure durably. On commit, failures of an input replace those an earlier session
     /// recorded for it.
     void add_failure(const FailureRecord& failure);
 
-    /// Writes the archive (atomically) and removes `<path>.parts`.
+    /// Writes the archive (atomically) and removes `<path>.parts`; throws UsageError in `join` mode.
     void commit();
 
 private:

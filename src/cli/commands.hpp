@@ -19,5 +19,6 @@ int run_inspect(const std::vector<std::string>& args);
 int run_verify(const std::vector<std::string>& args);
 int run_export(const std::vector<std::string>& args);
 int run_merge(const std::vector<std::string>& args);
+int run_sweep_command(const std::vector<std::string>& args);
 
 }  // namespace eplb::cli

@@ -21,14 +21,11 @@ int run_export(const std::vector<std::string>& args) {
         ("output,o", po::value(&out)->required(), "the file to write")
         ("model-layers", po::value(&model_layers)->default_value(0),
          "sglang: layers of the model, dense ones included (default: as recorded in the snapshot)");
-    po::positional_options_description positional;
-    positional.add("archive", 1);
-    po::variables_map vm;
     if (!parse_arguments(args,
                          "usage: eplb export --format sglang|trtllm --plan ID ARCHIVE -o FILE\n\n"
                          "Writes a plan as SGLang's --init-expert-location file (physical_to_logical_map for every\n"
                          "model layer) or TensorRT-LLM's moe_load_balancer.yaml (static placement).",
-                         options, positional, vm))
+                         options, "archive", 1))
         return kSuccess;
     const ExportFormat f = parse_export_format(format);
     const ArchiveReader archive(archive_path);

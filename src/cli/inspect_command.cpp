@@ -36,10 +36,7 @@ int run_inspect(const std::vector<std::string>& args) {
         ("plan,p", po::value(&a.plan), "show this plan: its ID or a unique prefix of it")
         ("layers,l", po::bool_switch(&a.layers), "add the per-layer metrics")
         ("json", po::bool_switch(&a.json), "print machine-readable JSON");
-    po::positional_options_description positional;
-    positional.add("archive", 1);
-    po::variables_map vm;
-    if (!parse_arguments(args, kUsageText, options, positional, vm)) return kSuccess;
+    if (!parse_arguments(args, kUsageText, options, "archive", 1)) return kSuccess;
 
     const ArchiveReader archive(a.archive);
     if (!a.plan.empty()) {

@@ -16,14 +16,11 @@ int run_merge(const std::vector<std::string>& args) {
         ("help,h", "show this help")
         ("archive", po::value(&inputs)->required(), "archives to merge (positional)")
         ("output,o", po::value(&out)->required(), "the merged archive (written whole, then renamed into place)");
-    po::positional_options_description positional;
-    positional.add("archive", -1);
-    po::variables_map vm;
     if (!parse_arguments(args,
                          "usage: eplb merge ARCHIVE... -o OUT\n\n"
                          "Writes every plan and failure of the archives into OUT. Plans are identified by what\n"
                          "they were made from, so a plan in several archives is kept once.",
-                         options, positional, vm))
+                         options, "archive", -1))
         return kSuccess;
     merge_archives(inputs, out);
     const ArchiveReader merged(out);

@@ -27,6 +27,14 @@ bool parse_arguments(const std::vector<std::string>& args, const std::string& us
     return true;
 }
 
+bool parse_arguments(const std::vector<std::string>& args, const std::string& usage, const po::options_description& options,
+                     const char* positional_name, int max_positional) {
+    po::positional_options_description positional;
+    positional.add(positional_name, max_positional);
+    po::variables_map vm;
+    return parse_arguments(args, usage, options, positional, vm);
+}
+
 std::string command_line(const std::string& command, const std::vector<std::string>& args) {
     std::string out = "eplb " + command;
     for (const std::string& a : args) out += " " + shell_quoted(a);

@@ -15,6 +15,11 @@ namespace po = boost::program_options;
 bool parse_arguments(const std::vector<std::string>& args, const std::string& usage, const po::options_description& options,
                      const po::positional_options_description& positional, po::variables_map& vm);
 
+/// As above, for a command whose positional arguments are up to `max_positional` values
+/// (-1: any number) of the option `positional_name`.
+bool parse_arguments(const std::vector<std::string>& args, const std::string& usage, const po::options_description& options,
+                     const char* positional_name, int max_positional);
+
 /// "eplb <command> <args...>", each argument quoted for a POSIX shell where it needs it.
 std::string command_line(const std::string& command, const std::vector<std::string>& args);
 

@@ -100,10 +100,6 @@ std::vector<Policy> parse_policies(const std::vector<std::string>& names) {
     return out;
 }
 
-// The bound a policy's plans are compared with: the reference policies keep groups on nodes
-// when the topology allows it.
-BoundKind bound_kind_for(Policy, const Topology& topology) { return reference_bound_kind(topology); }
-
 std::string message_of(const std::exception& e) {
     if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
     return e.what();
@@ -134,7 +130,7 @@ public:
         }
         for (const Topology& topology : topologies_)
             for (const Policy policy : policies_)
-                run_plan(*snapshot, PlanRequest{topology, policy, "{}", bound_kind_for(policy, topology), execution_});
+                run_plan(*snapshot, plan_request(topology, policy, execution_));
     }
 
     int finish() {
@@ -217,10 +213,7 @@ private:
 int run_plan(const std::vector<std::string>& args) {
     PlanArgs a;
     const po::options_description options = plan_options(a);
-    po::positional_options_description positional;
-    positional.add("input", -1);
-    po::variables_map vm;
-    if (!parse_arguments(args, kUsageText, options, positional, vm)) return kSuccess;
+    if (!parse_arguments(args, kUsageText, options, "input", -1)) return kSuccess;
     if (a.inputs.empty()) throw UsageError("no input: give one or more snapshot files (eplb plan --help)");
     if (a.append && a.out.empty()) throw UsageError("--append needs --out ARCHIVE");
     PlanRunner runner(a, command_line("plan", args));

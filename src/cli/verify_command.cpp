@@ -14,14 +14,11 @@ int run_verify(const std::vector<std::string>& args) {
     options.add_options()
         ("help,h", "show this help")
         ("archive", po::value(&path)->required(), "the plan archive (positional)");
-    po::positional_options_description positional;
-    positional.add("archive", 1);
-    po::variables_map vm;
     if (!parse_arguments(args,
                          "usage: eplb verify ARCHIVE\n\n"
                          "Re-checks every plan's invariants, recomputes every stored metric from the stored maps\n"
                          "and loads, and checks the index; exits 1 on any mismatch.",
-                         options, positional, vm))
+                         options, "archive", 1))
         return kSuccess;
     const VerifyReport report = verify_archive(path);
     for (const std::string& problem : report.problems) std::fprintf(stderr, "eplb: verify: %s: %s\n", path.c_str(), problem.c_str());

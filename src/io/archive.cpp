@@ -22,6 +22,7 @@ namespace fs = std::filesystem;
 constexpr const char* kPartsSuffix = ".parts";
 constexpr const char* kBaseFile = "base";        // "append" or "replace": what commit() starts from
 constexpr const char* kFailurePrefix = "failure-";
+constexpr const char* kBatchPrefix = "batch-";   // a part holding several plans
 
 bool is_part(const fs::path& p) { return p.extension() == ".h5"; }
 bool is_failure_part(const fs::path& p) { return is_part(p) && p.filename().string().rfind(kFailurePrefix, 0) == 0; }
@@ -40,16 +41,35 @@ std::string parent_of(const std::string& path) {
     return parent.empty() ? "." : parent;
 }
 
-// A one-plan or one-failure archive, written under a temporary name and renamed into place.
-void write_part(const std::string& part, const PlanRecord* plan, const FailureRecord* failure) {
+bool is_batch_part(const fs::path& p) { return p.filename().string().rfind(kBatchPrefix, 0) == 0; }
+
+// The ids of the plans a part holds: its name for a one-plan part, its /plans for a batch.
+std::vector<std::string> plan_ids_of_part(const fs::path& part) {
+    if (!is_batch_part(part)) return {part.stem().string()};
+    return ArchiveReader(part.string()).plan_ids();
+}
+
+// Writes `record` as /plans/<id> of `plans`: first to a file of its own (in memory), then copied
+// over. HDF5 copies keep their source's layout, and a plan written alone always gets the same
+// one, so a plan's group has the same bytes however plans were grouped into parts, and so does
+// the archive assembled from them.
+void write_plan_of_part(const H5::Group& plans, const PlanRecord& record, const std::string& part) {
+    const H5::H5File single = io::create_hdf5_in_memory(part + "/" + record.id);
+    const H5::Group single_plans = io::start_archive(single, part);
+    io::write_plan_group(single_plans, record, part);
+    io::copy_object(single_plans, record.id, plans, part);
+}
+
+// An archive of a few plans or of one failure, written under a temporary name and renamed into place.
+void write_part(const std::string& part, const std::vector<const PlanRecord*>& plans_in_part, const FailureRecord* failure) {
     const std::string tmp = io::temporary_path(part);
     try {
         {
             const H5::H5File file = io::create_hdf5(tmp);
             const H5::Group plans = io::start_archive(file, part);
             std::vector<PlanSummary> index;
-            if (plan) {
-                io::write_plan_group(plans, *plan, part);
+            for (const PlanRecord* plan : plans_in_part) {
+                write_plan_of_part(plans, *plan, part);
                 index.push_back(PlanSummary::of(*plan));
             }
             io::write_index(file, index, part);
@@ -79,9 +99,11 @@ void require_same_maps(const std::string& first, const std::string& second, cons
 
 // Writes `output` from the plans of `sources` (the first copy of each id wins) and `failures`.
 // Plans are copied in id order and the failures sorted, so that the same plans and failures give
-// the same bytes however they were split among sources.
+// the same bytes however they were split among sources. The index rows of the plans in `known`
+// are taken from there (the index of parts this session wrote); the others are read back from
+// the copied plans.
 void assemble(const std::vector<std::string>& sources, std::vector<FailureRecord> failures, const std::string& output,
-              bool check_duplicates) {
+              bool check_duplicates, const std::map<std::string, PlanSummary>& known = {}) {
     std::map<std::string, std::string> origin;  // plan id -> the source it is copied from
     for (const std::string& source : sources) {
         const H5::H5File in = open_archive(source);
@@ -104,7 +126,8 @@ void assemble(const std::vector<std::string>& sources, std::vector<FailureRecord
                     open_source = source;
                 }
                 io::copy_object(in.openGroup("plans"), id, out_plans, output);
-                index.push_back(io::read_plan_summary(out_plans, id, output));
+                const auto summary = known.find(id);
+                index.push_back(summary != known.end() ? summary->second : io::read_plan_summary(out_plans, id, output));
             }
             io::write_index(out, index, output);
             std::sort(failures.begin(), failures.end());
@@ -133,6 +156,7 @@ struct ArchiveWriter::State {
     std::string path;
     std::string parts;
     bool keep_existing = false;  // commit() starts from the archive already at `path`
+    bool joined = false;         // Mode::join: another writer started the session and commits it
     std::set<std::string> finished;
 };
 
@@ -140,8 +164,15 @@ ArchiveWriter::ArchiveWriter(std::string path, Mode mode) : state_(std::make_uni
     State& s = *state_;
     s.path = std::move(path);
     s.parts = s.path + kPartsSuffix;
+    s.joined = mode == Mode::join;
     std::error_code ec;
     const bool resuming = fs::exists(s.parts, ec);
+    if (s.joined) {
+        if (!fs::is_directory(s.parts, ec))
+            throw UsageError(s.parts + ": no session to join (it is started by another writer, e.g. rank 0 of a sweep, "
+                                       "and must be on a file system every writer shares)");
+        return;
+    }
     if (resuming && mode == Mode::replace)
         throw UsageError(s.parts + " holds the plans of an interrupted run: resume it (--append), or delete that "
                                    "directory to start afresh");
@@ -152,7 +183,8 @@ ArchiveWriter::ArchiveWriter(std::string path, Mode mode) : state_(std::make_uni
     if (resuming) {
         for (const auto& entry : fs::directory_iterator(s.parts))  // leftovers of a killed writer
             if (entry.path().string().find(".tmp.") != std::string::npos) fs::remove(entry.path(), ec);
-        for (const fs::path& part : parts_where(s.parts, is_plan_part)) s.finished.insert(part.stem().string());
+        for (const fs::path& part : parts_where(s.parts, is_plan_part))
+            for (const std::string& id : plan_ids_of_part(part)) s.finished.insert(id);
         return;
     }
     if (!fs::create_directories(s.parts, ec) && ec)
@@ -175,25 +207,42 @@ std::vector<std::string> ArchiveWriter::finished() const {
 
 void ArchiveWriter::add(const PlanRecord& record) {
     if (contains(record.id)) return;
-    write_part(state_->parts + "/" + record.id + ".h5", &record, nullptr);
+    write_part(state_->parts + "/" + record.id + ".h5", {&record}, nullptr);
     state_->finished.insert(record.id);
+}
+
+void ArchiveWriter::add(const std::vector<PlanRecord>& records) {
+    std::vector<const PlanRecord*> fresh;
+    std::set<std::string> ids;
+    for (const PlanRecord& r : records)
+        if (!contains(r.id) && ids.insert(r.id).second) fresh.push_back(&r);
+    if (fresh.empty()) return;
+    if (fresh.size() == 1) return add(*fresh.front());
+    std::string all_ids;
+    for (const std::string& id : ids) all_ids += id;
+    write_part(state_->parts + "/" + kBatchPrefix + io::sha256_hex(all_ids).substr(0, 16) + ".h5", fresh, nullptr);
+    state_->finished.insert(ids.begin(), ids.end());
 }
 
 void ArchiveWriter::add_failure(const FailureRecord& failure) {
     const std::string name = io::sha256_hex(failure.input + "\n" + failure.topology + "\n" + failure.policy).substr(0, 16);
-    write_part(state_->parts + "/" + kFailurePrefix + name + ".h5", nullptr, &failure);
+    write_part(state_->parts + "/" + kFailurePrefix + name + ".h5", {}, &failure);
 }
 
 void ArchiveWriter::commit() {
     const State& s = *state_;
+    if (s.joined) throw UsageError(s.parts + ": a writer that joined a session cannot commit it");
     std::vector<std::string> sources;
     const bool existing = s.keep_existing && fs::exists(s.path);
     if (existing) sources.push_back(s.path);
     std::set<std::string> inputs_seen;  // inputs this session planned or failed on
+    std::map<std::string, PlanSummary> summaries;  // of the plans in parts, from their indexes
     for (const fs::path& part : parts_where(s.parts, is_plan_part)) {
         sources.push_back(part.string());
-        const H5::H5File file = open_archive(part.string());
-        inputs_seen.insert(io::read_plan_source(file.openGroup("plans"), part.stem().string(), part.string()));
+        for (PlanSummary& summary : ArchiveReader(part.string()).plans()) {
+            inputs_seen.insert(summary.source);
+            summaries.emplace(summary.id, std::move(summary));
+        }
     }
     std::vector<FailureRecord> failures;
     for (const fs::path& part : parts_where(s.parts, is_failure_part))
@@ -204,7 +253,7 @@ void ArchiveWriter::commit() {
     if (existing)
         for (const FailureRecord& f : ArchiveReader(s.path).failures())
             if (!inputs_seen.count(f.input)) failures.push_back(f);
-    assemble(sources, std::move(failures), s.path, /*check_duplicates=*/false);
+    assemble(sources, std::move(failures), s.path, /*check_duplicates=*/false, summaries);
     std::error_code ec;
     fs::remove_all(s.parts, ec);
     if (ec) throw IoError(s.parts + ": cannot remove the directory after writing " + s.path + ": " + ec.message());

@@ -1,4 +1,5 @@
 #include "io/archive_format.hpp"
+#include "io/metric_fields.hpp"
 
 #include <ATen/ops/tensor.h>
 
@@ -15,81 +16,46 @@ constexpr std::int64_t kNone = -1;
 
 void write_aggregates(const H5::Group& g, const std::string& prefix, const std::optional<Aggregates>& a,
                       const std::string& path) {
-    write_attribute(g, prefix + "balancedness", a ? a->balancedness : kNaN, path);
-    write_attribute(g, prefix + "mean_balancedness", a ? a->mean_balancedness : kNaN, path);
-    write_attribute(g, prefix + "imbalance_ratio", a ? a->imbalance_ratio : kNaN, path);
-    write_attribute(g, prefix + "node_balancedness", a ? a->node_balancedness : kNaN, path);
-    write_attribute(g, prefix + "bound_ratio", a ? a->bound_ratio : kNaN, path);
-    write_attribute(g, prefix + "gap", a ? a->gap : kNaN, path);
-    write_attribute(g, prefix + "duplicates", a ? a->duplicates : kNone, path);
+    for (const auto& f : kAggregateDoubles) write_attribute(g, prefix + f.name, a ? (*a).*f.field : kNaN, path);
+    write_attribute(g, prefix + kDuplicates, a ? a->duplicates : kNone, path);
 }
 
 Aggregates read_aggregates(const H5::Group& g, const std::string& prefix, const std::string& path) {
     Aggregates a;
-    a.balancedness = read_double_attribute(g, prefix + "balancedness", path);
-    a.mean_balancedness = read_double_attribute(g, prefix + "mean_balancedness", path);
-    a.imbalance_ratio = read_double_attribute(g, prefix + "imbalance_ratio", path);
-    a.node_balancedness = read_double_attribute(g, prefix + "node_balancedness", path);
-    a.bound_ratio = read_double_attribute(g, prefix + "bound_ratio", path);
-    a.gap = read_double_attribute(g, prefix + "gap", path);
-    a.duplicates = read_int_attribute(g, prefix + "duplicates", path);
+    for (const auto& f : kAggregateDoubles) a.*f.field = read_double_attribute(g, prefix + f.name, path);
+    a.duplicates = read_int_attribute(g, prefix + kDuplicates, path);
     return a;
 }
 
 void add_aggregate_columns(Table& t, const std::string& prefix, const std::vector<std::optional<Aggregates>>& rows) {
-    auto doubles = [&](double Aggregates::*field) {
+    for (const auto& f : kAggregateDoubles) {
         std::vector<double> v;
-        for (const auto& a : rows) v.push_back(a ? (*a).*field : kNaN);
-        return v;
-    };
-    t.add(prefix + "balancedness", doubles(&Aggregates::balancedness));
-    t.add(prefix + "mean_balancedness", doubles(&Aggregates::mean_balancedness));
-    t.add(prefix + "imbalance_ratio", doubles(&Aggregates::imbalance_ratio));
-    t.add(prefix + "node_balancedness", doubles(&Aggregates::node_balancedness));
-    t.add(prefix + "bound_ratio", doubles(&Aggregates::bound_ratio));
-    t.add(prefix + "gap", doubles(&Aggregates::gap));
+        for (const auto& a : rows) v.push_back(a ? (*a).*f.field : kNaN);
+        t.add(prefix + f.name, std::move(v));
+    }
     std::vector<std::int64_t> dups;
     for (const auto& a : rows) dups.push_back(a ? a->duplicates : kNone);
-    t.add(prefix + "duplicates", std::move(dups));
+    t.add(prefix + kDuplicates, std::move(dups));
 }
 
 Aggregates aggregates_at(const Table& t, const std::string& prefix, std::size_t r) {
-    return Aggregates{t.doubles(prefix + "balancedness")[r],      t.doubles(prefix + "mean_balancedness")[r],
-                      t.doubles(prefix + "imbalance_ratio")[r],   t.doubles(prefix + "node_balancedness")[r],
-                      t.doubles(prefix + "bound_ratio")[r],       t.doubles(prefix + "gap")[r],
-                      t.ints(prefix + "duplicates")[r]};
+    Aggregates a;
+    for (const auto& f : kAggregateDoubles) a.*f.field = t.doubles(prefix + f.name)[r];
+    a.duplicates = t.ints(prefix + kDuplicates)[r];
+    return a;
 }
 
 // ---- per-layer metrics table -------------------------------------------------------------------
 
 void add_layer_metric_columns(Table& t, const std::string& prefix, const PlanMetrics* m, std::size_t layers) {
-    auto col = [&](const std::vector<double>& v) { return m ? v : std::vector<double>(layers, kNaN); };
-    const PlanMetrics empty;
-    const PlanMetrics& x = m ? *m : empty;
-    t.add(prefix + "total_load", col(x.total_load));
-    t.add(prefix + "mean_gpu_load", col(x.mean_gpu_load));
-    t.add(prefix + "max_gpu_load", col(x.max_gpu_load));
-    t.add(prefix + "balancedness", col(x.balancedness));
-    t.add(prefix + "imbalance_ratio", col(x.imbalance_ratio));
-    t.add(prefix + "max_node_load", col(x.max_node_load));
-    t.add(prefix + "node_balancedness", col(x.node_balancedness));
-    t.add(prefix + "lower_bound", col(x.lower_bound));
-    t.add(prefix + "gap", col(x.gap));
-    t.add(prefix + "duplicates", m ? x.duplicates : std::vector<std::int64_t>(layers, kNone));
+    for (const auto& f : kLayerDoubles) t.add(prefix + f.name, m ? (*m).*f.field : std::vector<double>(layers, kNaN));
+    t.add(prefix + kDuplicates, m ? m->duplicates : std::vector<std::int64_t>(layers, kNone));
 }
 
 PlanMetrics layer_metrics_from(const Table& t, const std::string& prefix, const Aggregates& a, BoundKind kind) {
     PlanMetrics m;
-    m.total_load = t.doubles(prefix + "total_load");
-    m.mean_gpu_load = t.doubles(prefix + "mean_gpu_load");
-    m.max_gpu_load = t.doubles(prefix + "max_gpu_load");
-    m.balancedness = t.doubles(prefix + "balancedness");
-    m.imbalance_ratio = t.doubles(prefix + "imbalance_ratio");
-    m.max_node_load = t.doubles(prefix + "max_node_load");
-    m.node_balancedness = t.doubles(prefix + "node_balancedness");
-    m.lower_bound = t.doubles(prefix + "lower_bound");
-    m.gap = t.doubles(prefix + "gap");
-    m.duplicates = t.ints(prefix + "duplicates");
+    for (const auto& f : kLayerDoubles) m.*f.field = t.doubles(prefix + f.name);
+    m.duplicates = t.ints(prefix + kDuplicates);
     m.aggregate_balancedness = a.balancedness;
     m.mean_balancedness = a.mean_balancedness;
     m.aggregate_imbalance_ratio = a.imbalance_ratio;
@@ -294,28 +260,17 @@ PlanRecord read_plan_group(const H5::Group& plans, const std::string& id, const 
 
 void write_index(const H5::Group& root, const std::vector<PlanSummary>& plans, const std::string& path) {
     Table t;
-    auto strings = [&](std::string PlanSummary::*field) {
-        std::vector<std::string> v;
-        for (const PlanSummary& p : plans) v.push_back(p.*field);
-        return v;
-    };
-    auto ints = [&](std::int64_t PlanSummary::*field) {
-        std::vector<std::int64_t> v;
-        for (const PlanSummary& p : plans) v.push_back(p.*field);
-        return v;
-    };
-    t.add("id", strings(&PlanSummary::id));
-    t.add("source", strings(&PlanSummary::source));
-    t.add("window", ints(&PlanSummary::window));
-    t.add("first_step", ints(&PlanSummary::first_step));
-    t.add("last_step", ints(&PlanSummary::last_step));
-    t.add("num_windows", ints(&PlanSummary::num_windows));
-    t.add("topology", strings(&PlanSummary::topology));
-    t.add("policy", strings(&PlanSummary::policy));
-    t.add("policy_options", strings(&PlanSummary::policy_options));
-    t.add("num_layers", ints(&PlanSummary::num_layers));
-    t.add("num_experts", ints(&PlanSummary::num_experts));
-    t.add("bound_kind", strings(&PlanSummary::bound_kind));
+    for (const SummaryField& f : kSummaryFields) {
+        if (f.text) {
+            std::vector<std::string> v;
+            for (const PlanSummary& p : plans) v.push_back(p.*f.text);
+            t.add(f.name, std::move(v));
+        } else {
+            std::vector<std::int64_t> v;
+            for (const PlanSummary& p : plans) v.push_back(p.*f.number);
+            t.add(f.name, std::move(v));
+        }
+    }
     std::vector<std::optional<Aggregates>> in_sample, next;
     std::vector<std::int64_t> moved, gpu, node;
     for (const PlanSummary& p : plans) {
@@ -338,18 +293,12 @@ std::vector<PlanSummary> read_index(const H5::Group& root, const std::string& pa
     std::vector<PlanSummary> out;
     for (std::size_t r = 0; r < t.rows(); ++r) {
         PlanSummary s;
-        s.id = t.strings("id")[r];
-        s.source = t.strings("source")[r];
-        s.window = t.ints("window")[r];
-        s.first_step = t.ints("first_step")[r];
-        s.last_step = t.ints("last_step")[r];
-        s.num_windows = t.ints("num_windows")[r];
-        s.topology = t.strings("topology")[r];
-        s.policy = t.strings("policy")[r];
-        s.policy_options = t.strings("policy_options")[r];
-        s.num_layers = t.ints("num_layers")[r];
-        s.num_experts = t.ints("num_experts")[r];
-        s.bound_kind = t.strings("bound_kind")[r];
+        for (const SummaryField& f : kSummaryFields) {
+            if (f.text)
+                s.*f.text = t.strings(f.name)[r];
+            else
+                s.*f.number = t.ints(f.name)[r];
+        }
         s.in_sample = aggregates_at(t, "", r);
         if (t.ints("next_duplicates")[r] >= 0) s.next = aggregates_at(t, "next_", r);
         if (t.ints("moved_slots")[r] >= 0)

@@ -78,6 +78,16 @@ H5::H5File create_hdf5(const std::string& path) {
     }
 }
 
+H5::H5File create_hdf5_in_memory(const std::string& name) {
+    try {
+        H5::FileAccPropList fapl;
+        fapl.setCore(1 << 20, /*backing_store=*/false);
+        return H5::H5File(name, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, fapl);
+    } catch (const H5::Exception& e) {
+        throw IoError(name + ": cannot create an HDF5 file in memory: " + e.getDetailMsg());
+    }
+}
+
 bool has_child(const H5::Group& parent, const std::string& name) {
     return H5Lexists(parent.getId(), name.c_str(), H5P_DEFAULT) > 0;
 }
@@ -132,11 +142,12 @@ void write_tensor(const H5::Group& parent, const std::string& name, const at::Te
         const H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
         H5::DSetCreatPropList dcpl = untimed(H5::DSetCreatPropList());
         // Plans' log2phy are mostly -1 padding: large datasets are stored as one chunk,
-        // byte-shuffled and deflated (gzip, which every HDF5 reader has).
+        // byte-shuffled and deflated (gzip, which every HDF5 reader has). Level 1: on plans,
+        // writing was 1.5x faster than at level 4 for files about 10 % larger.
         if (t.numel() * static_cast<std::int64_t>(t.element_size()) >= kCompressFrom && !dims.empty()) {
             dcpl.setChunk(static_cast<int>(dims.size()), dims.data());
             dcpl.setShuffle();
-            dcpl.setDeflate(4);
+            dcpl.setDeflate(1);
         }
         const H5::DataSet ds = parent.createDataSet(name, type, space, dcpl);
         if (t.numel() > 0) ds.write(t.data_ptr(), type);

@@ -38,6 +38,10 @@ H5::H5File open_hdf5_for_reading(const std::string& path);
 /// Creates (or truncates) an HDF5 file for writing; throws IoError when it cannot.
 H5::H5File create_hdf5(const std::string& path);
 
+/// Creates an HDF5 file that lives in memory only (`name` names it in messages), laid out as
+/// create_hdf5 would lay it out on disk.
+H5::H5File create_hdf5_in_memory(const std::string& name);
+
 /// True when `parent` has a link called `name`.
 bool has_child(const H5::Group& parent, const std::string& name);
 

@@ -11,15 +11,6 @@
 namespace eplb {
 namespace {
 
-std::string utc_now() {
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    gmtime_r(&now, &tm);
-    char text[32];
-    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return text;
-}
-
 PlanRecord record_for(const Snapshot& snapshot, const ReadOptions& options, const PlanRequest& request,
                       const Window& window, std::int64_t num_windows) {
     PlanRecord r;
@@ -38,6 +29,15 @@ PlanRecord record_for(const Snapshot& snapshot, const ReadOptions& options, cons
 }
 
 }  // namespace
+
+std::string RunInfo::utc_now() {
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return text;
+}
 
 std::string to_string(BoundKind kind) { return kind == BoundKind::hierarchical ? "hierarchical" : "global"; }
 
@@ -97,31 +97,48 @@ PlanIdentity plan_identity(const Snapshot& snapshot, const ReadOptions& options,
                         to_string(request.policy), request.policy_options};
 }
 
+PlanRequest plan_request(const Topology& topology, Policy policy, const RebalanceOptions& execution) {
+    // The reference policies keep every group on one node when the topology allows it.
+    return PlanRequest{topology, policy, "{}", reference_bound_kind(topology), execution};
+}
+
+PlanRecord make_plan_record(const Snapshot& snapshot, const ReadOptions& options, const PlanRequest& request,
+                            const std::vector<Window>& windows, std::int64_t index, Plan plan, const Plan* previous,
+                            RunInfo run) {
+    const auto n = static_cast<std::int64_t>(windows.size());
+    if (index < 0 || index >= n) throw UsageError("window " + std::to_string(index) + " of " + std::to_string(n) + " windows");
+    if (index > 0 && !previous)
+        throw UsageError("the record of window " + std::to_string(index) + " needs the plan of window " +
+                         std::to_string(index - 1));
+    PlanRecord r = record_for(snapshot, options, request, windows[index], n);
+    r.plan = std::move(plan);
+    r.run = std::move(run);
+    r.metrics = evaluate(r.plan, r.window.loads, request.topology, request.bound_kind);
+    if (index + 1 < n) {
+        r.next_window = windows[index + 1];
+        r.next_metrics = evaluate(r.plan, r.next_window->loads, request.topology, request.bound_kind);
+    }
+    if (index > 0) {
+        r.previous_plan = plan_identity(snapshot, options, request, index - 1).id();
+        r.migration = migration(*previous, r.plan, request.topology);
+    }
+    return r;
+}
+
 std::vector<PlanRecord> plan_windows(const Snapshot& snapshot, const ReadOptions& options, const PlanRequest& request,
                                      const std::string& command_line) {
     request.topology.validate(snapshot.num_experts());
     const std::vector<Window> windows = make_windows(snapshot, options.windowing);
-    const auto n = static_cast<std::int64_t>(windows.size());
     std::vector<PlanRecord> records;
-    for (std::int64_t i = 0; i < n; ++i) {
-        PlanRecord r = record_for(snapshot, options, request, windows[i], n);
-        const Execution execution = choose_execution(request.execution, r.window.loads.size(0));
+    for (std::size_t i = 0; i < windows.size(); ++i) {
+        const Execution execution = choose_execution(request.execution, windows[i].loads.size(0));
         const auto start = std::chrono::steady_clock::now();
-        r.plan = rebalance(r.window.loads, request.topology, request.policy, execution);
-        r.run = RunInfo{command_line, utc_now(),
-                        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-                        execution.to_string()};
-        r.metrics = evaluate(r.plan, r.window.loads, request.topology, request.bound_kind);
-        if (i + 1 < n) {
-            r.next_window = windows[i + 1];
-            r.next_metrics = evaluate(r.plan, r.next_window->loads, request.topology, request.bound_kind);
-        }
-        if (i > 0) {
-            const PlanRecord& previous = records.back();
-            r.previous_plan = previous.id;
-            r.migration = migration(previous.plan, r.plan, request.topology);
-        }
-        records.push_back(std::move(r));
+        Plan plan = rebalance(windows[i].loads, request.topology, request.policy, execution);
+        const RunInfo run{command_line, RunInfo::utc_now(),
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                          execution.to_string()};
+        records.push_back(make_plan_record(snapshot, options, request, windows, static_cast<std::int64_t>(i),
+                                           std::move(plan), i > 0 ? &records.back().plan : nullptr, run));
     }
     return records;
 }

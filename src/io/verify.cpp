@@ -1,4 +1,5 @@
 // verify_archive: every plan re-checked and every stored metric recomputed from the stored maps.
+#include "io/metric_fields.hpp"
 #include "io/shape_text.hpp"
 
 #include <eplb/archive.hpp>
@@ -62,44 +63,25 @@ private:
 };
 
 void compare_aggregates(Problems& p, const std::string& prefix, const Aggregates& stored, const Aggregates& recomputed) {
-    p.value(prefix + "balancedness", stored.balancedness, recomputed.balancedness);
-    p.value(prefix + "mean_balancedness", stored.mean_balancedness, recomputed.mean_balancedness);
-    p.value(prefix + "imbalance_ratio", stored.imbalance_ratio, recomputed.imbalance_ratio);
-    p.value(prefix + "node_balancedness", stored.node_balancedness, recomputed.node_balancedness);
-    p.value(prefix + "bound_ratio", stored.bound_ratio, recomputed.bound_ratio);
-    p.value(prefix + "gap", stored.gap, recomputed.gap);
-    p.value(prefix + "duplicates", stored.duplicates, recomputed.duplicates);
+    for (const auto& f : io::kAggregateDoubles) p.value(prefix + f.name, stored.*f.field, recomputed.*f.field);
+    p.value(prefix + io::kDuplicates, stored.duplicates, recomputed.duplicates);
 }
 
 void compare_metrics(Problems& p, const std::string& prefix, const PlanMetrics& s, const PlanMetrics& r,
                      const std::vector<std::int64_t>& ids) {
     const std::string m = "metrics." + prefix;
-    p.layers(m + "total_load", s.total_load, r.total_load, ids);
-    p.layers(m + "mean_gpu_load", s.mean_gpu_load, r.mean_gpu_load, ids);
-    p.layers(m + "max_gpu_load", s.max_gpu_load, r.max_gpu_load, ids);
-    p.layers(m + "balancedness", s.balancedness, r.balancedness, ids);
-    p.layers(m + "imbalance_ratio", s.imbalance_ratio, r.imbalance_ratio, ids);
-    p.layers(m + "max_node_load", s.max_node_load, r.max_node_load, ids);
-    p.layers(m + "node_balancedness", s.node_balancedness, r.node_balancedness, ids);
-    p.layers(m + "lower_bound", s.lower_bound, r.lower_bound, ids);
-    p.layers(m + "gap", s.gap, r.gap, ids);
-    p.layers(m + "duplicates", s.duplicates, r.duplicates, ids);
+    for (const auto& f : io::kLayerDoubles) p.layers(m + f.name, s.*f.field, r.*f.field, ids);
+    p.layers(m + io::kDuplicates, s.duplicates, r.duplicates, ids);
     compare_aggregates(p, prefix, Aggregates::of(s), Aggregates::of(r));
 }
 
 void compare_summaries(Problems& p, const std::string& prefix, const PlanSummary& s, const PlanSummary& e) {
-    p.value(prefix + "id", s.id, e.id);
-    p.value(prefix + "source", s.source, e.source);
-    p.value(prefix + "window", s.window, e.window);
-    p.value(prefix + "first_step", s.first_step, e.first_step);
-    p.value(prefix + "last_step", s.last_step, e.last_step);
-    p.value(prefix + "num_windows", s.num_windows, e.num_windows);
-    p.value(prefix + "topology", s.topology, e.topology);
-    p.value(prefix + "policy", s.policy, e.policy);
-    p.value(prefix + "policy_options", s.policy_options, e.policy_options);
-    p.value(prefix + "num_layers", s.num_layers, e.num_layers);
-    p.value(prefix + "num_experts", s.num_experts, e.num_experts);
-    p.value(prefix + "bound_kind", s.bound_kind, e.bound_kind);
+    for (const io::SummaryField& f : io::kSummaryFields) {
+        if (f.text)
+            p.value(prefix + f.name, s.*f.text, e.*f.text);
+        else
+            p.value(prefix + f.name, s.*f.number, e.*f.number);
+    }
     compare_aggregates(p, prefix, s.in_sample, e.in_sample);
     if (s.next.has_value() != e.next.has_value())
         p.add(prefix + "next-window metrics are " + (s.next ? "present" : "missing"));

@@ -1,6 +1,7 @@
 // The eplb command end to end: the bad-input matrix, exit codes, and plan -> inspect -> verify ->
 // export -> merge on real archives, including a writer killed mid-run and resumed.
 #include "support/golden.hpp"
+#include "support/run_command.hpp"
 #include "support/temp_dir.hpp"
 
 #include <eplb/archive.hpp>
@@ -31,24 +32,11 @@ namespace fs = std::filesystem;
 using test::TempDir;
 using test::write_text;
 
-struct Result {
-    int code = -1;
-    std::string out, err;
-};
+using Result = test::CommandResult;
 
-std::string quoted(const std::string& s) {
-    std::string q = "'";
-    for (const char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-}
-
-Result eplb(const std::vector<std::string>& args, const TempDir& dir) {
-    std::string command = quoted(EPLB_BINARY);
-    for (const std::string& a : args) command += " " + quoted(a);
-    command += " >" + quoted(dir / "stdout.txt") + " 2>" + quoted(dir / "stderr.txt");
-    const int status = std::system(command.c_str());
-    return Result{WIFEXITED(status) ? WEXITSTATUS(status) : -1, test::read_text(dir / "stdout.txt"),
-                  test::read_text(dir / "stderr.txt")};
+Result eplb(std::vector<std::string> args, const TempDir& dir) {
+    args.insert(args.begin(), EPLB_BINARY);
+    return test::run_command(args, dir);
 }
 
 std::vector<std::string> lines_of(const std::string& text) {
@@ -251,32 +239,14 @@ TEST(ArchiveCommands, KilledWriterNeverLeavesAHalfWrittenArchiveAndResumes) {
     TempDir dir;
     write_series(dir / "long.h5", 150);
     const std::vector<std::string> args{"plan", dir / "long.h5", "-t", "24/4/2/4", "-w", "each", "-o", dir / "a.h5"};
-    std::vector<char*> argv{const_cast<char*>(EPLB_BINARY)};
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    const pid_t pid = fork();
+    std::vector<std::string> argv{EPLB_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const pid_t pid = test::start_in_background(argv);
     ASSERT_GE(pid, 0);
-    if (pid == 0) {
-        freopen("/dev/null", "w", stdout);
-        freopen("/dev/null", "w", stderr);
-        execv(EPLB_BINARY, argv.data());
-        _exit(127);
-    }
     // Kill it once some plans are committed (or when it is done, if it is faster than us).
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     int status = 0;
-    bool exited = false;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            exited = true;
-            break;
-        }
-        std::error_code ec;
-        std::size_t parts = 0;
-        for (auto it = fs::directory_iterator(dir / "a.h5.parts", ec); !ec && it != fs::directory_iterator(); ++it) ++parts;
-        if (parts >= 10) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    const bool exited =
+        test::exits_before(pid, [&] { return test::parts_in(dir / "a.h5.parts") >= 10; }, std::chrono::seconds(60), status);
     EXPECT_FALSE(exited) << "eplb ended before it could be killed";
     if (!exited) {
         kill(pid, SIGKILL);

@@ -31,7 +31,7 @@ ReadOptions each_step() {
 std::vector<PlanRecord> fixture_records(Policy policy = Policy::deepseek) {
     const ReadOptions options = each_step();
     const Snapshot s = read_snapshot(test::test_data("snapshots/recorder.pt"), options);
-    return plan_windows(s, options, PlanRequest{kTopology, policy, "{}", reference_bound_kind(kTopology), {}}, "eplb plan test");
+    return plan_windows(s, options, plan_request(kTopology, policy), "eplb plan test");
 }
 
 void expect_same_metrics(const PlanMetrics& a, const PlanMetrics& b) {
@@ -178,6 +178,61 @@ TEST(Archive, KilledWriterLeavesTheOldArchiveAndAResumableSession) {
     std::vector<std::string> expected{records[0].id, records[1].id, records[2].id};
     std::sort(expected.begin(), expected.end());
     EXPECT_EQ(ids_of(ArchiveReader(dir / "a.h5").plans()), expected);
+    EXPECT_TRUE(verify_archive(dir / "a.h5").ok());
+}
+
+TEST(PlanWindows, ARecordMadeFromAPlanMadeElsewhereIsTheSame) {
+    const ReadOptions options = each_step();
+    const Snapshot s = read_snapshot(test::test_data("snapshots/recorder.pt"), options);
+    const PlanRequest request = plan_request(kTopology, Policy::seed);
+    const std::vector<PlanRecord> whole = plan_windows(s, options, request, "eplb plan test");
+    const std::vector<Window> windows = make_windows(s, options.windowing);
+    // Window 2 alone, given the plan of window 1: as plan_windows made it.
+    const Plan plan = rebalance(windows[2].loads, kTopology, Policy::seed);
+    const PlanRecord r = make_plan_record(s, options, request, windows, 2, plan, &whole[1].plan, whole[2].run);
+    expect_same_record(r, whole[2]);
+    EXPECT_THROW(make_plan_record(s, options, request, windows, 2, plan, nullptr, {}), UsageError);
+    EXPECT_THROW(make_plan_record(s, options, request, windows, 3, plan, &plan, {}), UsageError);
+}
+
+TEST(Archive, PlansAddedTogetherShareOnePartAndGiveTheSameArchive) {
+    TempDir dir;
+    const std::vector<PlanRecord> records = fixture_records();
+    write_archive(dir / "one_by_one.h5", records);
+    {
+        ArchiveWriter w(dir / "batched.h5", ArchiveWriter::Mode::replace);
+        w.add(std::vector<PlanRecord>{records[0], records[2]});
+        std::size_t parts = 0;
+        for (const auto& entry : fs::directory_iterator(dir / "batched.h5.parts")) parts += entry.path().extension() == ".h5";
+        EXPECT_EQ(parts, 1u);
+        EXPECT_TRUE(w.contains(records[0].id));
+        EXPECT_TRUE(w.contains(records[2].id));
+        // Killed here; the resumed session finds both plans of the batch.
+    }
+    ArchiveWriter resumed(dir / "batched.h5", ArchiveWriter::Mode::append);
+    EXPECT_TRUE(resumed.contains(records[0].id));
+    EXPECT_TRUE(resumed.contains(records[2].id));
+    EXPECT_FALSE(resumed.contains(records[1].id));
+    resumed.add(std::vector<PlanRecord>{records[0], records[1]});  // records[0] is left out: already there
+    resumed.commit();
+    EXPECT_EQ(test::read_text(dir / "batched.h5"), test::read_text(dir / "one_by_one.h5"));
+}
+
+TEST(Archive, WritersThatJoinASessionAddPartsTheStarterCommits) {
+    TempDir dir;
+    const std::vector<PlanRecord> records = fixture_records();
+    EXPECT_THROW(ArchiveWriter(dir / "a.h5", ArchiveWriter::Mode::join), UsageError);
+    ArchiveWriter starter(dir / "a.h5", ArchiveWriter::Mode::replace);
+    ArchiveWriter joined(dir / "a.h5", ArchiveWriter::Mode::join);
+    starter.add(records[0]);
+    EXPECT_FALSE(joined.contains(records[0].id));
+    joined.add(std::vector<PlanRecord>{records[1], records[2]});
+    joined.add_failure({"bad.json", "", "", "bad.json: the file is empty"});
+    EXPECT_THROW(joined.commit(), UsageError);
+    starter.commit();
+    const ArchiveReader archive(dir / "a.h5");
+    EXPECT_EQ(archive.plans().size(), 3u);
+    EXPECT_EQ(archive.failures().size(), 1u);
     EXPECT_TRUE(verify_archive(dir / "a.h5").ok());
 }
 

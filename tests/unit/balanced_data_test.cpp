@@ -1,6 +1,6 @@
 // The balanced policy on real recorded loads (the Apache-2.0 data in the repository): SGLang's
 // DeepSeek-R1 statistics (jobs/data/sglang-ds-r1-h20) and OLMoE's per-domain counts
-// (tests/data/olmoe-domains); and the reader of SGLang's expert-location files.
+// (jobs/data/olmoe-domains); and the reader of SGLang's expert-location files.
 #include "io/sglang_expert_location.hpp"
 
 #include <eplb/errors.hpp>
@@ -34,7 +34,7 @@ DataSet sglang(const std::string& file, bool zero_last_column) {
 
 // Each OLMoE domain of the olmoe model: [3, 64] loads.
 std::vector<DataSet> olmoe_domains() {
-    std::ifstream in(std::string(EPLB_TEST_DATA_DIR) + "/olmoe-domains/expert_counts.json");
+    std::ifstream in(std::string(EPLB_JOBS_DATA_DIR) + "/olmoe-domains/expert_counts.json");
     const nlohmann::json j = nlohmann::json::parse(in);
     std::vector<DataSet> out;
     for (const auto& [domain, rows] : j.at("olmoe").at("expert_counts").items()) {

@@ -235,21 +235,27 @@ TEST(BalancedMigration, APlanThatIsStillBestMovesNothing) {
     }
 }
 
+// The synthetic drifting series: `windows` windows of `layers` layers x 64 experts.
+at::Tensor series_of_64_experts(std::int64_t windows, std::int64_t layers) {
+    test::SeriesShape shape;
+    shape.windows = windows;
+    shape.layers = layers;
+    shape.experts = 64;
+    return test::synthetic_series(shape);
+}
+
 // Consecutive plans of a drifting series, each from its last 4 windows: at most half the moved
 // replicas of planning from scratch, every layer within the allowed balance loss, and experts that
 // stay on a GPU keep their slots.
 TEST(BalancedMigration, ConsecutiveWindowsMoveFarFewerReplicasWithinTheBalanceBudget) {
-    test::SeriesShape shape;
-    shape.windows = 9;
-    shape.layers = 6;
-    shape.experts = 64;
-    const at::Tensor series = test::synthetic_series(shape);
+    const std::int64_t windows = 9;
+    const at::Tensor series = series_of_64_experts(windows, 6);
     const Topology t{80, 8, 2, 16};
     for (const PlacementMode mode : kModes) {
         PlanOptions o = balanced(mode);
         Plan deployed = rebalance(series.slice(0, 0, 4), t, o);
         std::int64_t scratch_moves = 0, aware_moves = 0;
-        for (std::int64_t i = 4; i < shape.windows; ++i) {
+        for (std::int64_t i = 4; i < windows; ++i) {
             const at::Tensor history = series.slice(0, i - 3, i + 1), w = history.mean(0);
             o.previous = nullptr;
             const Plan scratch = rebalance(history, t, o);
@@ -288,11 +294,7 @@ TEST(BalancedMigration, ConsecutiveWindowsMoveFarFewerReplicasWithinTheBalanceBu
 }
 
 TEST(BalancedMigration, WithoutBalanceLossThePlanIsAsBalancedAsFromScratch) {
-    test::SeriesShape shape;
-    shape.windows = 2;
-    shape.layers = 4;
-    shape.experts = 64;
-    const at::Tensor series = test::synthetic_series(shape);
+    const at::Tensor series = series_of_64_experts(2, 4);
     const Topology t{80, 8, 2, 16};
     PlanOptions o = balanced(PlacementMode::hierarchical);
     const Plan previous = rebalance(series[0], t, o);

@@ -200,6 +200,15 @@ bool cuda_supported();
 /// is visible, or `k` is out of range; UsageError for the native engine on CUDA.
 Execution choose_execution(const RebalanceOptions& options, std::int64_t num_layers);
 
+/// choose_execution(options, num_layers) for `policy`: a policy without a batched engine
+/// (engine_policies) plans natively on the CPU when `options` leave the choice (`auto`); asking
+/// for the batched engine or a CUDA device for it throws UsageError naming the policy and engine.
+Execution choose_execution(const RebalanceOptions& options, std::int64_t num_layers, Policy policy);
+
+/// Throws the UsageError of choose_execution(options, n, policy) when `options` force an engine
+/// that does not implement `policy`; checks nothing else (no device is probed).
+void require_engine_for(const RebalanceOptions& options, Policy policy);
+
 /// rebalance(weight, topology, policy) with the given engine and device. The plan is always
 /// returned on the CPU and is byte-identical to the native engine's.
 Plan rebalance(const at::Tensor& weight, const Topology& topology, Policy policy, const Execution& execution);

@@ -2,8 +2,9 @@
 //
 // Per layer, on the planning load w [E] (float64, from balanced_history):
 // 1. reference: the `deepseek` plan of the layer in the mode's topology (hierarchical and relaxed
-//    plans: the hierarchical plan; global plans: groups = nodes = 1); its max GPU load is what the
-//    result must not exceed;
+//    plans: the hierarchical plan; global plans: groups = nodes = 1), made for a block of layers at
+//    once (HierarchicalPlanner's lockstep packing); its max GPU load is what the result must not
+//    exceed;
 // 2. start (balanced_start): hierarchical plans look for a lighter split of groups over nodes (or,
 //    planning from several windows, one with a lower mean peak over them) and start from
 //    `deepseek`'s steps 2-4 on it when there is one (HierarchicalPlanner::plan_layer_on_split),

@@ -63,6 +63,7 @@ PlanMetrics layer_metrics_from(const Table& t, const std::string& prefix, const 
     m.bound_ratio = a.bound_ratio;
     m.aggregate_gap = a.gap;
     m.total_duplicates = a.duplicates;
+    m.aggregate_node_locality = a.node_locality;
     m.bound_kind = kind;
     return m;
 }

@@ -158,6 +158,14 @@ TEST(PlanCommand, ExitCodesAndUsageErrors) {
           {"plan", dir / "good.json", "-t", "24/4/2/4", "-p", "greedy"},
           {"plan", dir / "good.json", "-t", "24/4/2/4", "--append"},
           {"plan", dir / "good.json", "-t", "24/4/2/4", "-w", "0"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "-p", "deepseek", "--mode", "relaxed"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "--history", "0"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "--mode", "sideways"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "--max-balance-loss", "1"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "--previous", dir / "missing.json"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "-p", "seed", "--previous", dir / "good.json"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "--engine", "batched"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "-p", "deepseek,balanced", "--device", "cuda"},
           {"plan", dir / "good.json"},
           {"frobnicate"}}) {
         const Result r = eplb(usage, dir);
@@ -233,6 +241,53 @@ TEST(ArchiveCommands, InspectVerifyExportMerge) {
     const Result tampered = eplb({"verify", dir / "m.h5"}, dir);
     EXPECT_EQ(tampered.code, 1);
     EXPECT_NE(tampered.err.find("plan " + id + ": gap = 0.25 stored"), std::string::npos) << tampered.err;
+}
+
+// The balanced policy is the default; its settings are recorded with each plan, checked by
+// verify, and a deployed plan comes from an archive or from an SGLang expert-location file.
+TEST(PlanCommand, BalancedSettingsAndThePlanNowDeployed) {
+    TempDir dir;
+    fs::copy_file(test::test_data("snapshots/recorder.pt"), dir / "series.pt");
+    const Result bad_engine = eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "--engine", "batched"}, dir);
+    EXPECT_EQ(bad_engine.code, 2);
+    EXPECT_NE(bad_engine.err.find("policy 'balanced' has no batched engine"), std::string::npos) << bad_engine.err;
+    const Result bad_mode = eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "-p", "all", "--mode", "relaxed"}, dir);
+    EXPECT_NE(bad_mode.err.find("mode = 'relaxed': policy deepseek plans hierarchical or global"), std::string::npos)
+        << bad_mode.err;
+
+    ASSERT_EQ(eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "-w", "each", "--history", "2", "--mode", "global",
+                    "-o", dir / "a.h5"}, dir).code, 0);
+    const std::vector<PlanSummary> plans = ArchiveReader(dir / "a.h5").plans();
+    ASSERT_EQ(plans.size(), 3u);
+    for (const PlanSummary& p : plans) {
+        EXPECT_EQ(p.policy, "balanced");
+        EXPECT_EQ(p.policy_options, R"({"history":2,"mode":"global"})");
+        EXPECT_EQ(p.bound_kind, "global");
+        EXPECT_EQ(p.in_sample.duplicates, 0);
+        EXPECT_GE(p.in_sample.node_locality, 0.0);
+        EXPECT_LE(p.in_sample.node_locality, 1.0);
+    }
+    const Result inspected = eplb({"inspect", dir / "a.h5"}, dir);
+    EXPECT_NE(inspected.out.find(R"({"history":2,"mode":"global"})"), std::string::npos) << inspected.out;
+    EXPECT_EQ(eplb({"verify", dir / "a.h5"}, dir).code, 0);
+
+    // The plan now deployed: a plan of the archive, then the same plan as SGLang's file.
+    const std::string deployed = plans[0].id;
+    ASSERT_EQ(eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "-w", "each", "--previous",
+                    dir / "a.h5" + ":" + deployed.substr(0, 6), "-o", dir / "b.h5"}, dir).code, 0);
+    for (const PlanSummary& p : ArchiveReader(dir / "b.h5").plans())
+        EXPECT_EQ(p.policy_options, R"({"max_balance_loss":0.01,"previous":"plan:)" + deployed + R"("})");
+    EXPECT_EQ(eplb({"verify", dir / "b.h5"}, dir).code, 0);
+    ASSERT_EQ(eplb({"export", "-f", "sglang", "-p", deployed, dir / "a.h5", "-o", dir / "loc.json"}, dir).code, 0);
+    const Result from_sglang = eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "--mode", "global", "--previous",
+                                     dir / "loc.json", "--max-balance-loss", "0.05", "--json"}, dir);
+    ASSERT_EQ(from_sglang.code, 0) << from_sglang.err;
+    const auto options = nlohmann::json::parse(from_sglang.out)["policy_options"];
+    EXPECT_EQ(options["max_balance_loss"], 0.05);
+    EXPECT_EQ(options["previous"].get<std::string>().rfind("sglang:sha256:", 0), 0u) << options;
+    const Result wrong_shape = eplb({"plan", dir / "series.pt", "-t", "32/4/2/4", "--previous", dir / "loc.json"}, dir);
+    EXPECT_EQ(wrong_shape.code, 1);
+    EXPECT_NE(wrong_shape.err.find("previous plan"), std::string::npos) << wrong_shape.err;
 }
 
 TEST(ArchiveCommands, KilledWriterNeverLeavesAHalfWrittenArchiveAndResumes) {

@@ -104,8 +104,11 @@ struct PlanRecord {
     Plan plan;
     PlanMetrics metrics;                  ///< the plan on window.loads
     std::optional<PlanMetrics> next_metrics;  ///< the plan on next_window->loads (what it really achieves)
-    std::string previous_plan;            ///< id of the plan of window - 1 ("" for the first window)
-    std::optional<Migration> migration;   ///< moves from the previous window's plan to this one
+    /// id of the plan of window - 1 ("" for the first window); with a deployed plan
+    /// (PolicySettings::previous), its identity ("plan:<id>" or "sglang:sha256:<hex>")
+    std::string previous_plan;
+    std::optional<Migration> migration;   ///< moves from the previous plan (above) to this one
+    at::Tensor deployed_phy2log;          ///< [L, R] the deployed plan's map, when planned against one
     std::string eplb_version;             ///< the eplb version that made it
     RunInfo run;
 
@@ -185,7 +188,8 @@ std::vector<PlanRecord> plan_windows(const Snapshot& snapshot, const ReadOptions
 /// The record of `plan`, made (elsewhere, e.g. on another MPI rank) from window `index` of
 /// `windows`, which are all the windows of `snapshot` under `options`, in order: its identity and
 /// source, its metrics on its window and on window index + 1 (when there is one), and the
-/// migration from `previous`, the plan of window index - 1 (required when index > 0). This is
+/// migration from `previous`, the plan of window index - 1 (required when index > 0), or from the
+/// request's deployed plan when it has one (the plan every window replaces). This is
 /// what plan_windows() stores for each window, so a plan gives the same record wherever it was made.
 PlanRecord make_plan_record(const Snapshot& snapshot, const ReadOptions& options, const PlanRequest& request,
                             const std::vector<Window>& windows, std::int64_t index, Plan plan, const Plan* previous,

@@ -107,7 +107,9 @@ void print_plan(std::FILE* out, const PlanRecord& r, bool layers) {
     if (r.next_metrics) print_aggregates(out, *r.next_metrics, "next window (what the plan achieves deployed)");
     if (r.migration) {
         const MigrationTotals t = MigrationTotals::of(*r.migration);
-        std::fprintf(out, "migration from the previous window's plan (%s)\n", r.previous_plan.c_str());
+        const bool deployed = r.deployed_phy2log.defined();
+        std::fprintf(out, "migration from %s (%s)\n", deployed ? "the deployed plan" : "the previous window's plan",
+                     r.previous_plan.c_str());
         std::fprintf(out, "  moved slots %lld, GPU transfers %lld, node transfers %lld\n",
                      static_cast<long long>(t.moved_slots), static_cast<long long>(t.gpu_transfers),
                      static_cast<long long>(t.node_transfers));

@@ -32,6 +32,23 @@ PlanRecord record_for(const Snapshot& snapshot, const ReadOptions& options, cons
     return r;
 }
 
+// The deployed plan's rows for the snapshot's MoE layers [first, first + count).
+Plan deployed_rows(const DeployedPlan& deployed, const Snapshot& snapshot, std::int64_t first, std::int64_t count) {
+    const std::int64_t rows = deployed.phy2log.size(0), L = snapshot.num_layers();
+    at::Tensor moe;
+    if (rows == L) {
+        moe = deployed.phy2log;
+    } else if (rows == snapshot.model_layers && rows > L) {
+        const at::Tensor ids = at::tensor(snapshot.layer_ids, at::TensorOptions().dtype(at::kLong));
+        moe = deployed.phy2log.index_select(0, ids);
+    } else {
+        throw PlanError("previous plan (" + deployed.identity + ") has " + std::to_string(rows) + " layers; " +
+                        snapshot.source + " has " + std::to_string(L) + " MoE layers of " +
+                        std::to_string(snapshot.model_layers) + " model layers");
+    }
+    return plan_from_phy2log(moe.narrow(0, first, count), snapshot.num_experts());
+}
+
 }  // namespace
 
 std::string RunInfo::utc_now() {
@@ -131,27 +148,6 @@ bool PlanRequest::plans_windows_alone() const {
     return policy != Policy::balanced && history == 1 && options.mode == PlacementMode::hierarchical;
 }
 
-namespace {
-
-// The deployed plan's rows for the snapshot's MoE layers [first, first + count).
-Plan deployed_rows(const DeployedPlan& deployed, const Snapshot& snapshot, std::int64_t first, std::int64_t count) {
-    const std::int64_t rows = deployed.phy2log.size(0), L = snapshot.num_layers();
-    at::Tensor moe;
-    if (rows == L) {
-        moe = deployed.phy2log;
-    } else if (rows == snapshot.model_layers && rows > L) {
-        const at::Tensor ids = at::tensor(snapshot.layer_ids, at::TensorOptions().dtype(at::kLong));
-        moe = deployed.phy2log.index_select(0, ids);
-    } else {
-        throw PlanError("previous plan (" + deployed.identity + ") has " + std::to_string(rows) + " layers; " +
-                        snapshot.source + " has " + std::to_string(L) + " MoE layers of " +
-                        std::to_string(snapshot.model_layers) + " model layers");
-    }
-    return plan_from_phy2log(moe.narrow(0, first, count), snapshot.num_experts());
-}
-
-}  // namespace
-
 Plan plan_window(const Snapshot& snapshot, const std::vector<Window>& windows, std::int64_t index,
                  const PlanRequest& request, const Execution& execution, std::int64_t first, std::int64_t count) {
     const at::Tensor& loads = windows[static_cast<std::size_t>(index)].loads;
@@ -194,7 +190,12 @@ PlanRecord make_plan_record(const Snapshot& snapshot, const ReadOptions& options
         r.next_window = windows[index + 1];
         r.next_metrics = evaluate(r.plan, r.next_window->loads, request.topology, request.bound_kind);
     }
-    if (index > 0) {
+    if (request.deployed) {
+        const Plan deployed = deployed_rows(*request.deployed, snapshot, 0, snapshot.num_layers());
+        r.previous_plan = request.deployed->identity;
+        r.deployed_phy2log = deployed.phy2log;
+        r.migration = migration(deployed, r.plan, request.topology);
+    } else if (index > 0) {
         r.previous_plan = plan_identity(snapshot, options, request, index - 1).id();
         r.migration = migration(*previous, r.plan, request.topology);
     }

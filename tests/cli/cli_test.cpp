@@ -275,9 +275,17 @@ TEST(PlanCommand, BalancedSettingsAndThePlanNowDeployed) {
     const std::string deployed = plans[0].id;
     ASSERT_EQ(eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "-w", "each", "--previous",
                     dir / "a.h5" + ":" + deployed.substr(0, 6), "-o", dir / "b.h5"}, dir).code, 0);
-    for (const PlanSummary& p : ArchiveReader(dir / "b.h5").plans())
+    const ArchiveReader b(dir / "b.h5");
+    for (const PlanSummary& p : b.plans()) {
         EXPECT_EQ(p.policy_options, R"({"max_balance_loss":0.01,"previous":"plan:)" + deployed + R"("})");
+        ASSERT_TRUE(p.migration.has_value());  // every window's plan against the deployed one
+        const PlanRecord r = b.read_plan(p.id);
+        EXPECT_EQ(r.previous_plan, "plan:" + deployed);
+        EXPECT_EQ(p.migration->moved_slots, migration(plan_from_phy2log(r.deployed_phy2log, 16), r.plan, r.topology).total_moved_slots());
+    }
     EXPECT_EQ(eplb({"verify", dir / "b.h5"}, dir).code, 0);
+    const Result shown = eplb({"inspect", dir / "b.h5", "--plan", b.plans()[0].id}, dir);
+    EXPECT_NE(shown.out.find("migration from the deployed plan (plan:" + deployed + ")"), std::string::npos) << shown.out;
     ASSERT_EQ(eplb({"export", "-f", "sglang", "-p", deployed, dir / "a.h5", "-o", dir / "loc.json"}, dir).code, 0);
     const Result from_sglang = eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "--mode", "global", "--previous",
                                      dir / "loc.json", "--max-balance-loss", "0.05", "--json"}, dir);

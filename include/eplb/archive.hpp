@@ -37,6 +37,7 @@ struct Aggregates {
     double bound_ratio = 1.0;        ///< sum mean / sum LB: the best reachable balancedness
     double gap = 1.0;                ///< balancedness / bound_ratio (1 = provably optimal)
     std::int64_t duplicates = 0;
+    double node_locality = 1.0;      ///< share of tokens served on their group's home node
 
     static Aggregates of(const PlanMetrics& metrics);
 };
@@ -103,12 +104,46 @@ struct PlanRecord {
     Plan plan;
     PlanMetrics metrics;                  ///< the plan on window.loads
     std::optional<PlanMetrics> next_metrics;  ///< the plan on next_window->loads (what it really achieves)
-    std::string previous_plan;            ///< id of the plan of window - 1 ("" for the first window)
-    std::optional<Migration> migration;   ///< moves from the previous window's plan to this one
+    /// id of the plan of window - 1 ("" for the first window); with a deployed plan
+    /// (PolicySettings::previous), its identity ("plan:<id>" or "sglang:sha256:<hex>")
+    std::string previous_plan;
+    std::optional<Migration> migration;   ///< moves from the previous plan (above) to this one
+    at::Tensor deployed_phy2log;          ///< [L, R] the deployed plan's map, when planned against one
     std::string eplb_version;             ///< the eplb version that made it
     RunInfo run;
 
     PlanIdentity identity() const;
+};
+
+/// The plan now deployed, for migration-aware planning (PolicySettings::previous).
+struct DeployedPlan {
+    at::Tensor phy2log;    ///< [rows, R] int64: one row per MoE layer, or per model layer (dense ones included)
+    std::string identity;  ///< "plan:<id>" (a plan of an archive) or "sglang:sha256:<hex>" (an expert-location file)
+};
+
+/// A policy's settings: the flags of `eplb plan` and the keys (and flags) of `eplb sweep`, by the
+/// names given first in the comments. Values are kept as written so that problems() can quote
+/// them. The reference policies honour `mode` (hierarchical or global) and `history` (they plan
+/// the sum of the windows); everything else is the balanced policy's (see PlanOptions).
+struct PolicySettings {
+    std::string mode = "hierarchical";  ///< `mode`: hierarchical | global | relaxed
+    std::int64_t history = 1;           ///< `history`: window i is planned from windows max(0, i-k+1) .. i
+    std::string aggregation = "mean";   ///< `aggregation`: mean | ema, how those windows are combined
+    double ema_decay = 0.5;             ///< `ema-decay`: the decay of `ema`, in (0, 1]
+    bool allow_duplicates = false;      ///< `allow-duplicates`: allow two replicas of one expert on one GPU
+    double max_balance_loss = 0.01;     ///< `max-balance-loss`: the balance `previous` may cost, in [0, 1)
+    std::string previous;               ///< `previous`: ARCHIVE:PLAN_ID or an SGLang expert-location JSON file
+    std::shared_ptr<const DeployedPlan> deployed;  ///< `previous` once read (read_previous)
+
+    /// Every problem of the values, each "<key> = '<value>': <what is wrong>", and of using them
+    /// with `policies` (relaxed mode and a previous plan are the balanced policy's). Reads nothing.
+    std::vector<std::string> problems(const std::vector<Policy>& policies) const;
+    /// Reads `previous` (when set) into `deployed`. Throws UsageError/FormatError naming
+    /// `previous`, the file and what is wrong.
+    void read_previous();
+    /// The options that differ from the defaults, as a canonical JSON object ("{}" when none): the
+    /// `policy_options` of the plans of `policy`.
+    std::string to_json(Policy policy) const;
 };
 
 /// How to plan: topology, policy and the bound the metrics compare against.
@@ -119,12 +154,29 @@ struct PlanRequest {
     BoundKind bound_kind = BoundKind::global;
     /// Where to plan. Not part of the plan's identity: every engine and device gives the same plan.
     RebalanceOptions execution;
+    PlanOptions options;                ///< mode and the balanced policy's options (`policy` above wins; no `previous`)
+    std::int64_t history = 1;           ///< windows planned together (PolicySettings::history)
+    std::shared_ptr<const DeployedPlan> deployed;  ///< the plan now deployed, or null
+
+    /// True when each window is planned alone, in the reference policy's own topology: the
+    /// engines' rebalance_batch() plans it (and its layer slices) as plan_window() would.
+    bool plans_windows_alone() const;
 };
 
-/// The request to plan with `policy` for `topology`: the policy's options (canonical JSON) and
-/// the lower bound its plans are compared with. Every front end (`eplb plan`, `eplb sweep`)
-/// builds its requests here, so that the same work gets the same identity and metrics.
-PlanRequest plan_request(const Topology& topology, Policy policy, const RebalanceOptions& execution = {});
+/// The request to plan with `policy` for `topology` under `settings` (checked: UsageError as
+/// PolicySettings::problems): the policy's options (canonical JSON), and the lower bound its
+/// plans are compared with (hierarchical mode: the node-split bound where the topology is
+/// hierarchical; global and relaxed: W / G). Every front end (`eplb plan`, `eplb sweep`) builds
+/// its requests here, so that the same work gets the same identity and metrics.
+PlanRequest plan_request(const Topology& topology, Policy policy, const RebalanceOptions& execution = {},
+                         const PolicySettings& settings = {});
+
+/// The plan of window `index` of `windows` (all the windows of `snapshot`, in order) under
+/// `request`: from the windows of its history, against its deployed plan (whose rows are the
+/// snapshot's MoE layers, or all its model layers), layers [first, first + count) only (count -1:
+/// all the rest), with `execution` (choose_execution with the request's policy).
+Plan plan_window(const Snapshot& snapshot, const std::vector<Window>& windows, std::int64_t index,
+                 const PlanRequest& request, const Execution& execution, std::int64_t first = 0, std::int64_t count = -1);
 
 /// Plans every window of `snapshot` (windows from `options.windowing`) and scores each plan on
 /// its own window, on the next window (next-window metrics) and against the previous window's
@@ -136,7 +188,8 @@ std::vector<PlanRecord> plan_windows(const Snapshot& snapshot, const ReadOptions
 /// The record of `plan`, made (elsewhere, e.g. on another MPI rank) from window `index` of
 /// `windows`, which are all the windows of `snapshot` under `options`, in order: its identity and
 /// source, its metrics on its window and on window index + 1 (when there is one), and the
-/// migration from `previous`, the plan of window index - 1 (required when index > 0). This is
+/// migration from `previous`, the plan of window index - 1 (required when index > 0), or from the
+/// request's deployed plan when it has one (the plan every window replaces). This is
 /// what plan_windows() stores for each window, so a plan gives the same record wherever it was made.
 PlanRecord make_plan_record(const Snapshot& snapshot, const ReadOptions& options, const PlanRequest& request,
                             const std::vector<Window>& windows, std::int64_t index, Plan plan, const Plan* previous,

@@ -70,6 +70,18 @@ double bound_ratio(const at::Tensor& loads, const at::Tensor& layer_bounds, cons
 /// that GPU - 1). Such replicas add memory but no balance.
 at::Tensor layer_duplicates(const Plan& plan, const Topology& topology);
 
+/// Node locality per layer [L] (float64): the share of the layer's tokens served on the home node
+/// of their expert's group,
+///   loc_l = sum_p [node(p) == home(group(phy2log[l, p]))] sl[l, p] / W_l   (1 for a zero layer),
+/// where group(e) = e / (E / num_groups) and home(g) is the node holding the most primary replicas
+/// (replica 0, `log2phy[l, e, 0]`) of g's experts, the lowest such node on ties. Hierarchical plans
+/// score 1; a relaxed plan scores the share its primaries serve. Throws TopologyError when E is
+/// not a multiple of num_groups.
+at::Tensor layer_node_locality(const Plan& plan, const at::Tensor& loads, const Topology& topology);
+
+/// sum_l loc_l W_l / sum_l W_l over the non-zero layers (1 if all are zero).
+double node_locality(const Plan& plan, const at::Tensor& loads, const Topology& topology);
+
 /// Replica movement from a plan now deployed (`before`) to a new one (`after`), per layer [L]:
 /// - `moved_slots`: slots p whose expert changes (phy2log differs);
 /// - `gpu_transfers`: (GPU, expert) pairs where `after` places the expert on a GPU that held no
@@ -102,6 +114,7 @@ struct PlanMetrics {
     std::vector<double> lower_bound;      ///< LB_l of `bound_kind`
     std::vector<double> gap;              ///< LB_l / max_l = b_l / (mean_l / LB_l) (1 = optimal)
     std::vector<std::int64_t> duplicates; ///< layer_duplicates
+    std::vector<double> node_locality;    ///< layer_node_locality
 
     // Aggregates over the non-zero layers.
     double aggregate_balancedness = 1.0;
@@ -111,6 +124,7 @@ struct PlanMetrics {
     double bound_ratio = 1.0;             ///< sum mean / sum LB
     double aggregate_gap = 1.0;           ///< aggregate_balancedness / bound_ratio
     std::int64_t total_duplicates = 0;
+    double aggregate_node_locality = 1.0; ///< node_locality
     BoundKind bound_kind = BoundKind::global;
 };
 

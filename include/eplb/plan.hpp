@@ -28,4 +28,10 @@ struct Plan {
     void validate() const;
 };
 
+/// The plan a `phy2log` table [L, R] (any integer dtype) describes for E logical experts: `logcnt`
+/// counts each expert's slots, `log2phy` lists them in slot order (replica k = the k-th slot holding
+/// the expert), width = the largest count. Throws PlanError naming the layer and slot of an id
+/// outside [0, E), or the layer and expert without a slot.
+Plan plan_from_phy2log(const at::Tensor& phy2log, std::int64_t num_experts);
+
 }  // namespace eplb

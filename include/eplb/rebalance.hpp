@@ -19,24 +19,112 @@ namespace eplb {
 /// - `deepseek`: DeepSeek's open-source EPLB (groups to nodes, D'Hondt replication per node,
 ///   greedy balanced packing), every tie broken by the lower index;
 /// - `seed`: the seed algorithm (tie-aware D'Hondt with a Sainte-Lague / Huntington-Hill tail and a
-///   donor-receiver fix-up; greedy packing followed by bounded swap refinement).
-enum class Policy { deepseek, seed };
+///   donor-receiver fix-up; greedy packing followed by bounded swap refinement);
+/// - `balanced`: eplb's own policy (see PlanOptions): the `deepseek` plan as a greedy start, then
+///   local search, with no two replicas of one expert on one GPU, placement modes, planning from a
+///   history of windows and migration-aware planning against the plan now deployed.
+enum class Policy { deepseek, seed, balanced };
 
-/// "deepseek", "seed".
+/// "deepseek", "seed", "balanced".
 std::string to_string(Policy policy);
 /// Parses a policy name; throws UsageError listing the known names.
 Policy parse_policy(std::string_view name);
 /// Every policy, in a fixed order.
 const std::vector<Policy>& all_policies();
 
+/// Where replicas may go. With N nodes and `groups` expert groups (group of expert e:
+/// e / (E / groups)), a group's *home node* is the node it is given (groups / N groups per node).
+///
+/// - `hierarchical`: every group with all its replicas on its home node (the references' rule);
+/// - `global`: any replica on any GPU (the references' rule with groups = nodes = 1);
+/// - `relaxed`: each expert's primary replica (replica 0, `log2phy[l, e, 0]`) on its group's home
+///   node; its redundant replicas on any node.
+///
+/// When the topology is not hierarchical (`groups % N != 0`) every mode plans globally, as the
+/// references do.
+enum class PlacementMode { hierarchical, global, relaxed };
+
+/// "hierarchical", "global", "relaxed".
+std::string to_string(PlacementMode mode);
+/// Parses a mode name; throws UsageError listing the known names.
+PlacementMode parse_placement_mode(std::string_view name);
+
+/// How a history of k windows h_0 .. h_{k-1} (h_{k-1} the newest, each [L, E]) becomes the
+/// planning load w [L, E] of the balanced policy:
+///
+/// - `mean`: w = (1 / k) sum_t h_t;
+/// - `ema`:  w = sum_t a^(k-1-t) h_t / sum_t a^(k-1-t), a = PlanOptions::ema_decay in (0, 1].
+///
+/// Besides, hierarchical and relaxed plans split the groups over nodes for the history itself:
+/// the split minimises the mean over the windows of the largest node share
+/// max_n (load of node n in h_t) / W_t (as SGLang's `deepseek_vec` minimises per-window peaks),
+/// where that does not raise the max GPU load above `deepseek`'s on w.
+/// The references always plan from the plain sum of the windows.
+enum class HistoryAggregation { mean, ema };
+
+/// "mean", "ema".
+std::string to_string(HistoryAggregation aggregation);
+/// Parses an aggregation name; throws UsageError listing the known names.
+HistoryAggregation parse_history_aggregation(std::string_view name);
+
+/// Settings of one planning call. The references (`deepseek`, `seed`) read only `policy` and
+/// `mode` (hierarchical or global); everything else is the balanced policy's.
+struct PlanOptions {
+    Policy policy = Policy::balanced;
+    PlacementMode mode = PlacementMode::hierarchical;
+
+    /// false (default): no two replicas of one expert on one GPU — a hard constraint. The only
+    /// exception is a topology where it cannot hold (more replicas of an expert than GPUs it may
+    /// use, e.g. R > E * G); PlanReport::forced_duplicates counts those.
+    bool allow_duplicates = false;
+
+    /// How a [k, L, E] load tensor is combined (see HistoryAggregation); unused for [L, E].
+    HistoryAggregation aggregation = HistoryAggregation::mean;
+    /// The decay a of `ema`, in (0, 1]: the window before the newest weighs a, the one before a^2.
+    double ema_decay = 0.5;
+
+    /// The plan now deployed (same L, E, R), or null. With it, among the plans whose max GPU load
+    /// is at most (best max GPU load) / (1 - max_balance_loss) on every layer, the balanced policy
+    /// picks one that moves the fewest replicas (slots whose expert changes), and an expert that
+    /// stays on a GPU keeps its slot there.
+    const Plan* previous = nullptr;
+    /// The balancedness a layer may give up to move fewer replicas, in [0, 1).
+    double max_balance_loss = 0.01;
+
+    /// Throws UsageError naming a value out of range, or a setting the policy cannot honour
+    /// (a reference policy with mode relaxed or a previous plan).
+    void validate() const;
+};
+
+/// What a balanced planning call noticed besides the plan (all layer indices are 0-based rows).
+struct PlanReport {
+    /// Layers whose plan made from scratch has a higher max GPU load on the planning load than
+    /// `deepseek` in the same mode (hierarchical for relaxed plans): `deepseek`'s plan holds
+    /// duplicates there and no duplicate-free plan found is as good. (With a previous plan, the
+    /// plan returned may give up to `max_balance_loss` more.)
+    std::vector<std::int64_t> above_reference;
+    /// Duplicates the topology made unavoidable (see PlanOptions::allow_duplicates), all layers.
+    std::int64_t forced_duplicates = 0;
+    /// With a previous plan: layers whose plan was reached by repairing the previous plan rather
+    /// than by relabelling a plan made from scratch.
+    std::vector<std::int64_t> kept_previous;
+};
+
 /// Plans every layer of `weight` [L, E] (any real dtype, any device; converted to float32 on the
-/// CPU as the reference programs do) for `topology` with `policy`, on the CPU with the native
-/// engine (see Engine).
+/// CPU as the reference programs do) for `topology` with `policy` and default options, on the
+/// CPU with the native engine (see Engine).
 ///
 /// Requires L >= 1, E >= 1, finite non-negative loads, and `topology.validate(E)`; throws
 /// LoadError / TopologyError otherwise. Layers are independent; an all-zero layer still gets a
 /// valid plan. The result is deterministic: the same input gives byte-identical maps on any run.
 Plan rebalance(const at::Tensor& weight, const Topology& topology, Policy policy);
+
+/// Plans with explicit options. `weight` is one window [L, E] or a history [k, L, E] of the k
+/// most recent windows, oldest first (combined as `options.aggregation` says). A previous plan
+/// must have shape [L, R] / [L, E] (PlanError otherwise). `report`, when given, is filled in.
+/// The plan's `log2phy` width is the largest replica count (as `deepseek`).
+Plan rebalance(const at::Tensor& weight, const Topology& topology, const PlanOptions& options,
+               PlanReport* report = nullptr);
 
 /// Checks that `weight` is a plannable [L, E] load tensor (see rebalance) and returns it as a
 /// contiguous float32 CPU tensor. `what` names the input in error messages.
@@ -55,6 +143,9 @@ enum class Engine { native, batched };
 
 /// "native", "batched".
 std::string to_string(Engine engine);
+/// The policies an engine implements, in all_policies() order: `native` every policy, `batched`
+/// `deepseek` and `seed` (the balanced policy's local search is sequential per layer).
+const std::vector<Policy>& engine_policies(Engine engine);
 /// Parses an engine name; throws UsageError listing the known names.
 Engine parse_engine(std::string_view name);
 
@@ -108,6 +199,15 @@ bool cuda_supported();
 /// Throws DeviceError when CUDA is asked for but this build has no CUDA support, no CUDA device
 /// is visible, or `k` is out of range; UsageError for the native engine on CUDA.
 Execution choose_execution(const RebalanceOptions& options, std::int64_t num_layers);
+
+/// choose_execution(options, num_layers) for `policy`: a policy without a batched engine
+/// (engine_policies) plans natively on the CPU when `options` leave the choice (`auto`); asking
+/// for the batched engine or a CUDA device for it throws UsageError naming the policy and engine.
+Execution choose_execution(const RebalanceOptions& options, std::int64_t num_layers, Policy policy);
+
+/// Throws the UsageError of choose_execution(options, n, policy) when `options` force an engine
+/// that does not implement `policy`; checks nothing else (no device is probed).
+void require_engine_for(const RebalanceOptions& options, Policy policy);
 
 /// rebalance(weight, topology, policy) with the given engine and device. The plan is always
 /// returned on the CPU and is byte-identical to the native engine's.

@@ -45,7 +45,9 @@ struct SweepConfig {
     std::vector<SweepInput> inputs;          ///< `input`: named inputs, planned in this order
     std::vector<std::string> models;         ///< `models`: plan only the inputs of these models (empty: all)
     std::vector<std::string> topologies;     ///< `topology`: R/groups/N/G, at least one
-    std::vector<std::string> policies;       ///< `policy`: names, or `all` (empty: deepseek)
+    std::vector<std::string> policies;       ///< `policy`: names, or `all` (empty: balanced)
+    PolicySettings policy_settings;          ///< `mode`, `history`, `aggregation`, `ema-decay`,
+                                             ///< `allow-duplicates`, `max-balance-loss`, `previous`
     std::string windows = "sum";             ///< `windows`: sum | each | K (Windowing)
     std::int64_t experts = 0;                ///< `experts`: keep only the first E columns (0: all)
     std::vector<std::string> zero_columns;   ///< `zero-columns`: comma-separated columns set to zero
@@ -76,6 +78,7 @@ struct SweepSetup {
     std::vector<SweepFile> files;        ///< every matched file once: inputs in order, a glob's matches sorted
     std::vector<Topology> topologies;
     std::vector<Policy> policies;
+    PolicySettings policy_settings;      ///< checked, with `previous` read
     ReadOptions read_options;
     RebalanceOptions execution;
     bool progress_always = false;        ///< `progress = always`
@@ -86,7 +89,8 @@ struct SweepSetup {
 };
 
 /// Checks the whole configuration before any work starts: at least one input, every pattern
-/// matches readable files, every topology parses, policies are known, windowing, columns, device
+/// matches readable files, every topology parses, policies are known, the policy settings are
+/// valid for them (and `previous` reads), windowing, columns, device
 /// (CUDA present when asked for), engine, threads and intervals are valid, the output's directory
 /// is writable, and an interrupted run of it is only taken up with `resume` (an archive to resume
 /// must be an eplb archive). Reports every problem, each as "<key> = '<value>': <what is wrong>".

@@ -1,6 +1,7 @@
 #include "cli/options.hpp"
 
 #include <iostream>
+#include <sstream>
 
 namespace eplb::cli {
 namespace {
@@ -39,6 +40,38 @@ std::string command_line(const std::string& command, const std::vector<std::stri
     std::string out = "eplb " + command;
     for (const std::string& a : args) out += " " + shell_quoted(a);
     return out;
+}
+
+po::options_description policy_setting_options(PolicySettings& s) {
+    po::options_description d("policy settings (the reference policies use mode and history)");
+    d.add_options()
+        ("mode", po::value(&s.mode)->default_value(s.mode),
+         "hierarchical | global | relaxed: where replicas may go (relaxed: balanced only; primaries stay home)")
+        ("history", po::value(&s.history)->default_value(s.history),
+         "k: plan window i from windows i-k+1 .. i (the references plan their sum)")
+        ("aggregation", po::value(&s.aggregation)->default_value(s.aggregation),
+         "mean | ema: how the balanced policy combines the history")
+        ("ema-decay", po::value(&s.ema_decay)->default_value(s.ema_decay), "decay of ema, in (0, 1]")
+        ("allow-duplicates", po::value(&s.allow_duplicates)->default_value(false)->implicit_value(true),
+         "let the balanced policy put two replicas of one expert on one GPU")
+        ("max-balance-loss", po::value(&s.max_balance_loss)->default_value(s.max_balance_loss),
+         "with --previous: the balancedness a layer may give up to move fewer replicas, in [0, 1)")
+        ("previous", po::value(&s.previous),
+         "the plan now deployed: ARCHIVE:PLAN_ID (a plan of an eplb archive, ID or unique prefix) or an "
+         "SGLang expert-location JSON file; the balanced policy moves as few replicas as it can");
+    return d;
+}
+
+std::string policy_settings_text(const PolicySettings& s) {
+    std::ostringstream out;
+    out << "mode = " << s.mode << "\n"
+        << "history = " << s.history << "\n"
+        << "aggregation = " << s.aggregation << "\n"
+        << "ema-decay = " << s.ema_decay << "\n"
+        << "allow-duplicates = " << (s.allow_duplicates ? "true" : "false") << "\n"
+        << "max-balance-loss = " << s.max_balance_loss << "\n";
+    if (!s.previous.empty()) out << "previous = " << s.previous << "\n";
+    return out.str();
 }
 
 std::vector<std::string> split_list(const std::string& text) {

@@ -1,6 +1,8 @@
 // Command-line helpers shared by the subcommands.
 #pragma once
 
+#include <eplb/archive.hpp>
+
 #include <boost/program_options.hpp>
 
 #include <string>
@@ -22,6 +24,12 @@ bool parse_arguments(const std::vector<std::string>& args, const std::string& us
 
 /// "eplb <command> <args...>", each argument quoted for a POSIX shell where it needs it.
 std::string command_line(const std::string& command, const std::vector<std::string>& args);
+
+/// The policy settings as options: flags of `eplb plan`, keys and flags of `eplb sweep`.
+po::options_description policy_setting_options(PolicySettings& settings);
+
+/// The settings as configuration lines, "key = value\n" each (`eplb sweep --dump-config`).
+std::string policy_settings_text(const PolicySettings& settings);
 
 /// Splits "a,b,,c" at commas, dropping empty parts.
 std::vector<std::string> split_list(const std::string& text);

@@ -38,6 +38,7 @@ struct PlanArgs {
     std::string device = "auto";
     std::string engine = "auto";
     bool json = false;
+    PolicySettings settings;
 };
 
 po::options_description plan_options(PlanArgs& a) {
@@ -48,7 +49,7 @@ po::options_description plan_options(PlanArgs& a) {
          "load snapshot (repeatable, or positional): SGLang recorder dump (.pt) or statistics (JSON), "
          "vLLM load_history (JSON), eplb HDF5 snapshot (.h5)")
         ("topology,t", po::value(&a.topologies)->required()->composing(), "R/groups/N/G, e.g. 288/8/4/32 (repeatable)")
-        ("policy,p", po::value(&a.policies)->composing(), "deepseek | seed | all (repeatable; default deepseek)")
+        ("policy,p", po::value(&a.policies)->composing(), "balanced | deepseek | seed | all (repeatable; default balanced)")
         ("windows,w", po::value(&a.windows)->default_value("sum"),
          "sum | each | K: plan the sum of all recorded steps, every step, or sums of K consecutive steps")
         ("experts,e", po::value(&a.experts)->default_value(0), "keep only the first E columns as experts (0: all)")
@@ -62,6 +63,7 @@ po::options_description plan_options(PlanArgs& a) {
         ("engine", po::value(&a.engine)->default_value("auto"),
          "auto | native | batched: native CPU loops or batched tensor operations (CUDA is always batched)")
         ("json", po::bool_switch(&a.json), "print machine-readable JSON instead of tables");
+    d.add(policy_setting_options(a.settings));
     return d;
 }
 
@@ -90,7 +92,7 @@ ReadOptions read_options(const PlanArgs& a) {
 }
 
 std::vector<Policy> parse_policies(const std::vector<std::string>& names) {
-    if (names.empty()) return {Policy::deepseek};
+    if (names.empty()) return {Policy::balanced};
     std::vector<Policy> out;
     for (const std::string& list : names)
         for (const std::string& name : split_list(list)) {
@@ -114,8 +116,14 @@ public:
           options_(read_options(a)),
           execution_(execution_options(a)),
           policies_(parse_policies(a.policies)),
+          settings_(a.settings),
           command_line_(std::move(command_line)) {
         for (const std::string& t : a.topologies) topologies_.push_back(Topology::parse(t));
+        // Everything is checked before any work starts.
+        if (const std::vector<std::string> problems = settings_.problems(policies_); !problems.empty())
+            throw UsageError(problems.front());
+        for (const Policy p : policies_) require_engine_for(execution_, p);
+        settings_.read_previous();
         if (!a.out.empty())
             writer_.emplace(a.out, a.append ? ArchiveWriter::Mode::append : ArchiveWriter::Mode::replace);
     }
@@ -130,7 +138,7 @@ public:
         }
         for (const Topology& topology : topologies_)
             for (const Policy policy : policies_)
-                run_plan(*snapshot, plan_request(topology, policy, execution_));
+                run_plan(*snapshot, plan_request(topology, policy, execution_, settings_));
     }
 
     int finish() {
@@ -201,6 +209,7 @@ private:
     ReadOptions options_;
     RebalanceOptions execution_;
     std::vector<Policy> policies_;
+    PolicySettings settings_;
     std::vector<Topology> topologies_;
     std::string command_line_;
     std::optional<ArchiveWriter> writer_;

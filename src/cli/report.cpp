@@ -26,6 +26,8 @@ void print_aggregates(std::FILE* out, const PlanMetrics& m, const char* title) {
     std::fprintf(out, "  %-26s %.6f   (best reachable by any such plan)\n", bound.c_str(), m.bound_ratio);
     std::fprintf(out, "  %-26s %.6f   (1 = provably optimal)\n", "gap", m.aggregate_gap);
     std::fprintf(out, "  %-26s %lld\n", "duplicates", static_cast<long long>(m.total_duplicates));
+    std::fprintf(out, "  %-26s %.6f   (share of tokens served on their group's home node)\n", "node locality",
+                 m.aggregate_node_locality);
 }
 
 void print_layers(std::FILE* out, const PlanRecord& r) {
@@ -33,6 +35,7 @@ void print_layers(std::FILE* out, const PlanRecord& r) {
     const bool next = r.next_metrics.has_value();
     std::fprintf(out, "\n%6s %12s %14s %14s %14s %8s %10s %5s", "layer", "balancedness", "max_gpu_load", "mean_gpu_load",
                  "lower_bound", "gap", "imbalance", "dups");
+    std::fprintf(out, " %8s", "locality");
     if (next) std::fprintf(out, " %12s", "next_bal");
     if (r.migration) std::fprintf(out, " %6s", "moved");
     std::fprintf(out, "\n");
@@ -40,6 +43,7 @@ void print_layers(std::FILE* out, const PlanRecord& r) {
         std::fprintf(out, "%6lld %12.6f %14.1f %14.1f %14.1f %8.5f %10.5f %5lld",
                      static_cast<long long>(r.layer_ids[l]), m.balancedness[l], m.max_gpu_load[l], m.mean_gpu_load[l],
                      m.lower_bound[l], m.gap[l], m.imbalance_ratio[l], static_cast<long long>(m.duplicates[l]));
+        std::fprintf(out, " %8.5f", m.node_locality[l]);
         if (next) std::fprintf(out, " %12.6f", r.next_metrics->balancedness[l]);
         if (r.migration) std::fprintf(out, " %6lld", static_cast<long long>(r.migration->moved_slots[l]));
         std::fprintf(out, "\n");
@@ -54,14 +58,15 @@ json aggregates_json(const PlanMetrics& m) {
             {"bound_kind", to_string(m.bound_kind)},
             {"bound_ratio", m.bound_ratio},
             {"gap", m.aggregate_gap},
-            {"duplicates", m.total_duplicates}};
+            {"duplicates", m.total_duplicates},
+            {"node_locality", m.aggregate_node_locality}};
 }
 
 json aggregates_json(const Aggregates& a) {
     return {{"balancedness", a.balancedness},     {"mean_balancedness", a.mean_balancedness},
             {"imbalance_ratio", a.imbalance_ratio}, {"node_balancedness", a.node_balancedness},
             {"bound_ratio", a.bound_ratio},         {"gap", a.gap},
-            {"duplicates", a.duplicates}};
+            {"duplicates", a.duplicates},           {"node_locality", a.node_locality}};
 }
 
 json migration_json(const MigrationTotals& m) {
@@ -88,13 +93,23 @@ void print_plan(std::FILE* out, const PlanRecord& r, bool layers) {
     std::fprintf(out, "  plan %s: window %lld (%s; %lld window%s)%s\n", r.id.c_str(),
                  static_cast<long long>(r.window.index), window_text(r.window).c_str(),
                  static_cast<long long>(r.source.num_windows), r.source.num_windows == 1 ? "" : "s", next.c_str());
+    if (r.policy_options != "{}") std::fprintf(out, "  policy options %s\n", r.policy_options.c_str());
+    const json options = json::parse(r.policy_options, nullptr, /*allow_exceptions=*/false);
+    if (options.is_object() && options.contains("history")) {  // windows i-k+1 .. i, as far as they go
+        const std::int64_t k = options["history"].get<std::int64_t>();
+        std::fprintf(out, "  planned from windows %lld-%lld (history %lld)\n",
+                     static_cast<long long>(std::max<std::int64_t>(r.window.index - k + 1, 0)),
+                     static_cast<long long>(r.window.index), static_cast<long long>(k));
+    }
     if (layers) print_layers(out, r);
     std::fprintf(out, "\n");
     print_aggregates(out, m, "in-sample (the window planned)");
     if (r.next_metrics) print_aggregates(out, *r.next_metrics, "next window (what the plan achieves deployed)");
     if (r.migration) {
         const MigrationTotals t = MigrationTotals::of(*r.migration);
-        std::fprintf(out, "migration from the previous window's plan (%s)\n", r.previous_plan.c_str());
+        const bool deployed = r.deployed_phy2log.defined();
+        std::fprintf(out, "migration from %s (%s)\n", deployed ? "the deployed plan" : "the previous window's plan",
+                     r.previous_plan.c_str());
         std::fprintf(out, "  moved slots %lld, GPU transfers %lld, node transfers %lld\n",
                      static_cast<long long>(t.moved_slots), static_cast<long long>(t.gpu_transfers),
                      static_cast<long long>(t.node_transfers));
@@ -149,18 +164,20 @@ void print_summaries(std::FILE* out, std::vector<PlanSummary> plans) {
     std::stable_sort(plans.begin(), plans.end(), [](const PlanSummary& a, const PlanSummary& b) {
         return std::tie(a.source, a.topology, a.policy, a.window) < std::tie(b.source, b.topology, b.policy, b.window);
     });
-    std::fprintf(out, "%-16s  %-32s %7s  %-13s %-9s %6s %12s %12s %11s %8s %5s %6s\n", "id", "source", "window",
-                 "topology", "policy", "layers", "balancedness", "next_window", "bound_ratio", "gap", "dups", "moved");
+    std::fprintf(out, "%-16s  %-32s %7s  %-13s %-9s %6s %12s %12s %11s %8s %5s %6s %8s  %s\n", "id", "source", "window",
+                 "topology", "policy", "layers", "balancedness", "next_window", "bound_ratio", "gap", "dups", "moved",
+                 "locality", "options");
     for (const PlanSummary& p : plans) {
         const std::string window = std::to_string(p.window) + "/" + std::to_string(p.num_windows);
         std::string source = std::filesystem::path(p.source).filename().string();
         if (source.size() > 32) source = "..." + source.substr(source.size() - 29);
-        std::fprintf(out, "%-16s  %-32s %7s  %-13s %-9s %6lld %12.6f %12s %11.6f %8.5f %5lld %6s\n", p.id.c_str(),
+        std::fprintf(out, "%-16s  %-32s %7s  %-13s %-9s %6lld %12.6f %12s %11.6f %8.5f %5lld %6s %8.5f  %s\n", p.id.c_str(),
                      source.c_str(), window.c_str(), p.topology.c_str(), p.policy.c_str(),
                      static_cast<long long>(p.num_layers), p.in_sample.balancedness,
                      optional_number(p.next, &Aggregates::balancedness).c_str(), p.in_sample.bound_ratio,
                      p.in_sample.gap, static_cast<long long>(p.in_sample.duplicates),
-                     p.migration ? std::to_string(p.migration->moved_slots).c_str() : "-");
+                     p.migration ? std::to_string(p.migration->moved_slots).c_str() : "-", p.in_sample.node_locality,
+                     p.policy_options == "{}" ? "-" : p.policy_options.c_str());
     }
 }
 

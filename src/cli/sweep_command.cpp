@@ -47,7 +47,7 @@ po::options_description config_keys(SweepArgs& a) {
                                           "snapshot file or a glob; all its files are planned")
         ("models", po::value(&c.models), "plan only the inputs of these models (repeatable; default: all)")
         ("topology,t", po::value(&c.topologies), "R/groups/N/G, e.g. 288/8/4/32 (repeatable)")
-        ("policy,p", po::value(&c.policies), "deepseek | seed | all (repeatable; default deepseek)")
+        ("policy,p", po::value(&c.policies), "balanced | deepseek | seed | all (repeatable; default balanced)")
         ("windows,w", po::value(&c.windows)->default_value(c.windows), "sum | each | K (as eplb plan)")
         ("experts,e", po::value(&c.experts)->default_value(c.experts), "keep only the first E columns (0: all)")
         ("zero-columns,z", po::value(&c.zero_columns), "columns to set to zero, e.g. 255 (comma-separated, repeatable)")
@@ -66,6 +66,7 @@ po::options_description config_keys(SweepArgs& a) {
          "auto | always | never: done/total, plans/s and ETA on stderr (auto: when it is a terminal)")
         ("progress-seconds", po::value(&c.progress_seconds)->default_value(c.progress_seconds),
          "seconds between progress reports");
+    d.add(policy_setting_options(c.policy_settings));
     return d;
 }
 
@@ -92,7 +93,8 @@ bool parse(const std::vector<std::string>& args, SweepArgs& a, std::string& help
     all.add(flags_only(a)).add(keys);
     po::variables_map vm;
     po::store(po::command_line_parser(args).options(all).run(), vm);
-    const bool paths_from_command_line[2] = {vm.count("input") > 0, vm.count("output") > 0 && !vm["output"].defaulted()};
+    const bool paths_from_command_line[3] = {vm.count("input") > 0, vm.count("output") > 0 && !vm["output"].defaulted(),
+                                             vm.count("previous") > 0};
     if (vm.count("help")) {
         std::ostringstream text;
         text << kUsageText << "\n\n" << all << "\n";
@@ -112,6 +114,8 @@ bool parse(const std::vector<std::string>& args, SweepArgs& a, std::string& help
         a.config.inputs.push_back(std::move(input));
     }
     if (!paths_from_command_line[1]) a.config.output = from_config_dir(a.config.output, a.config_file);
+    std::string& previous = a.config.policy_settings.previous;  // ARCHIVE:PLAN_ID or a file
+    if (!paths_from_command_line[2]) previous = from_config_dir(previous, a.config_file);
     return true;
 }
 
@@ -122,6 +126,7 @@ std::string config_text(const SweepConfig& c) {
     for (const std::string& m : c.models) out << "models = " << m << "\n";
     for (const std::string& t : c.topologies) out << "topology = " << t << "\n";
     for (const std::string& p : c.policies) out << "policy = " << p << "\n";
+    out << policy_settings_text(c.policy_settings);
     out << "windows = " << c.windows << "\n" << "experts = " << c.experts << "\n";
     for (const std::string& z : c.zero_columns) out << "zero-columns = " << z << "\n";
     out << "device = " << c.device << "\n"

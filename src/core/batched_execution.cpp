@@ -9,6 +9,7 @@
 #include <ATen/ops/cat.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 
+#include <algorithm>
 #include <charconv>
 #include <string>
 
@@ -66,6 +67,11 @@ std::string to_string(Engine engine) {
     return "unknown";
 }
 
+const std::vector<Policy>& engine_policies(Engine engine) {
+    static const std::vector<Policy> batched{Policy::deepseek, Policy::seed};
+    return engine == Engine::batched ? batched : all_policies();
+}
+
 Engine parse_engine(std::string_view name) {
     for (const Engine e : {Engine::native, Engine::batched})
         if (name == to_string(e)) return e;
@@ -121,12 +127,40 @@ Execution choose_execution(const RebalanceOptions& options, std::int64_t num_lay
     throw UsageError("unknown device kind");
 }
 
+namespace {
+
+bool has_batched_engine(Policy policy) {
+    const std::vector<Policy>& supported = engine_policies(Engine::batched);
+    return std::find(supported.begin(), supported.end(), policy) != supported.end();
+}
+
+[[noreturn]] void throw_no_batched_engine(Policy policy, const std::string& asked) {
+    throw UsageError("policy '" + to_string(policy) + "' has no batched engine (" + asked +
+                     "); it plans with engine 'native' on the CPU: use --engine native or auto and --device cpu or auto");
+}
+
+}  // namespace
+
+void require_engine_for(const RebalanceOptions& options, Policy policy) {
+    if (has_batched_engine(policy)) return;
+    if (options.engine == Engine::batched) throw_no_batched_engine(policy, "engine 'batched' was asked for");
+    if (options.device.kind == DeviceSpec::Kind::cuda)
+        throw_no_batched_engine(policy, "device '" + options.device.to_string() + "' was asked for, which plans batched");
+}
+
+Execution choose_execution(const RebalanceOptions& options, std::int64_t num_layers, Policy policy) {
+    require_engine_for(options, policy);
+    if (!has_batched_engine(policy)) return Execution{Engine::native, c10::Device(c10::kCPU)};
+    return choose_execution(options, num_layers);
+}
+
 Plan rebalance(const at::Tensor& weight, const Topology& topology, Policy policy, const Execution& execution) {
     if (execution.engine == Engine::native) {
         if (!execution.device.is_cpu())
             throw UsageError("engine 'native' runs on the CPU only, not on " + execution.device.str());
         return rebalance(weight, topology, policy);
     }
+    if (!has_batched_engine(policy)) throw_no_batched_engine(policy, "engine 'batched' on " + execution.device.str());
     const at::Tensor loads = checked_loads(weight);
     topology.validate(loads.size(1));
     return batched_plan(loads, topology, policy, execution.device);

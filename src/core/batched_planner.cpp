@@ -89,8 +89,9 @@ LayerMaps plan_layers(const at::Tensor& weight, const Topology& topology, Policy
     switch (policy) {
         case Policy::deepseek: return plan_reference(weight, t, deepseek_steps());
         case Policy::seed: return plan_reference(weight, t, seed_steps());
+        case Policy::balanced: break;
     }
-    TORCH_CHECK(false, "unknown policy");
+    TORCH_CHECK(false, "policy '", to_string(policy), "' has no batched implementation");
 }
 
 at::Tensor build_log2phy(const at::Tensor& phy2log, const at::Tensor& rank, std::int64_t num_experts,

@@ -42,9 +42,23 @@ HierarchicalPlanner::HierarchicalPlanner(const Topology& t, std::int64_t num_exp
       replica_slot_(sized<std::int32_t>(kBlockLayers * num_nodes_, slots_per_node_)) {}
 
 void HierarchicalPlanner::plan_layers(const float* weight, std::int32_t layers, LayersOut out) {
+    for (std::int32_t b = 0; b < layers; ++b) place_groups_on_nodes(b, weight + std::int64_t{b} * num_experts_);
+    plan_within_nodes(weight, layers, out);
+}
+
+void HierarchicalPlanner::plan_layer_on_split(const float* weight, const std::int32_t* group_node, LayersOut out) {
+    for (std::int32_t g = 0; g < num_groups_; ++g) {  // rank in the node: its lower-id groups there
+        group_node_[g] = group_node[g];
+        group_rank_[g] = static_cast<std::int32_t>(std::count(group_node, group_node + g, group_node[g]));
+    }
+    renumber_node_major(0);
+    plan_within_nodes(weight, 1, out);
+}
+
+// Steps 2-4 for `layers` layers whose step 1 (mlog2log_) is done.
+void HierarchicalPlanner::plan_within_nodes(const float* weight, std::int32_t layers, LayersOut out) {
     const std::int64_t R = std::int64_t{num_nodes_} * slots_per_node_, E = num_experts_;
     for (std::int32_t b = 0; b < layers; ++b) {
-        place_groups_on_nodes(b, weight + b * E);
         for (std::int32_t node = 0; node < num_nodes_; ++node)
             replicate_within_node(b * num_nodes_ + node, mlog2log_.data() + b * E + node * experts_per_node_,
                                   weight + b * E);
@@ -70,6 +84,11 @@ void HierarchicalPlanner::place_groups_on_nodes(std::int32_t layer, const float*
         balanced_packing(group_load_.data(), num_groups_, num_nodes_, pack_scratch_, where);
     else
         capacity_packing(group_load_.data(), num_groups_, num_nodes_, /*refine_steps=*/1, pack_scratch_, where);
+    renumber_node_major(layer);
+}
+
+// Meta-logical ids of `layer` from group_node_ and group_rank_.
+void HierarchicalPlanner::renumber_node_major(std::int32_t layer) {
     std::int32_t* mlog2log = mlog2log_.data() + layer * num_experts_;
     for (std::int32_t g = 0; g < num_groups_; ++g) {
         const std::int32_t first = (group_node_[g] * groups_per_node_ + group_rank_[g]) * group_size_;

@@ -37,8 +37,15 @@ public:
     /// Plans `layers` <= kBlockLayers consecutive layers from their float32 weights [layers, E].
     void plan_layers(const float* weight, std::int32_t layers, LayersOut out);
 
+    /// Plans one layer as plan_layers does, but with step 1 given: group g goes to node
+    /// `group_node[g]` ([groups], groups/N per node), each node holding its groups in ascending id
+    /// order. Steps 2-4 are the policy's, exactly as in plan_layers.
+    void plan_layer_on_split(const float* weight, const std::int32_t* group_node, LayersOut out);
+
 private:
     void place_groups_on_nodes(std::int32_t layer, const float* weight);
+    void renumber_node_major(std::int32_t layer);
+    void plan_within_nodes(const float* weight, std::int32_t layers, LayersOut out);
     void replicate_within_node(std::int32_t row, const std::int32_t* experts, const float* weight);
     void pack_replicas_onto_gpus(std::int32_t rows);
     void write_node(std::int32_t row, const std::int32_t* experts, std::int32_t node, std::int64_t* phy2log,

@@ -201,6 +201,58 @@ at::Tensor layer_duplicates(const Plan& plan, const Topology& topology) {
     return out;
 }
 
+namespace {
+
+// Tokens of each layer served on their group's home node, and each layer's total: [L] each.
+void home_node_tokens(const Plan& plan, const at::Tensor& loads, const Topology& t, std::vector<double>& local,
+                      std::vector<double>& total) {
+    require_plan_topology(plan, t);
+    t.validate(plan.num_experts());
+    const at::Tensor sl = slot_loads(plan, loads);
+    const at::Tensor p2l = plan.phy2log.contiguous(), l2p = plan.log2phy.contiguous();
+    const std::int64_t L = plan.num_layers(), R = plan.num_replicas(), E = plan.num_experts(), X = l2p.size(2);
+    const std::int64_t group_size = E / t.num_groups, per_node = t.slots_per_node();
+    const std::int64_t* pp = p2l.data_ptr<std::int64_t>();
+    const std::int64_t* lp = l2p.data_ptr<std::int64_t>();
+    const double* sp = sl.data_ptr<double>();
+    local.assign(static_cast<std::size_t>(L), 0.0);
+    total.assign(static_cast<std::size_t>(L), 0.0);
+    std::vector<std::int64_t> primaries(static_cast<std::size_t>(t.num_groups * t.num_nodes));
+    std::vector<std::int64_t> home(static_cast<std::size_t>(t.num_groups));
+    for (std::int64_t l = 0; l < L; ++l) {
+        std::fill(primaries.begin(), primaries.end(), 0);
+        for (std::int64_t e = 0; e < E; ++e)
+            ++primaries[(e / group_size) * t.num_nodes + lp[(l * E + e) * X] / per_node];
+        for (std::int64_t g = 0; g < t.num_groups; ++g) {
+            const auto row = primaries.begin() + g * t.num_nodes;
+            home[g] = std::max_element(row, row + t.num_nodes) - row;
+        }
+        for (std::int64_t p = 0; p < R; ++p) {
+            const double load = sp[l * R + p];
+            total[l] += load;
+            if (p / per_node == home[pp[l * R + p] / group_size]) local[l] += load;
+        }
+    }
+}
+
+}  // namespace
+
+at::Tensor layer_node_locality(const Plan& plan, const at::Tensor& loads, const Topology& topology) {
+    std::vector<double> local, total;
+    home_node_tokens(plan, loads, topology, local, total);
+    at::Tensor out = at::empty({plan.num_layers()}, kDouble);
+    for (std::size_t l = 0; l < local.size(); ++l)
+        out.data_ptr<double>()[l] = total[l] > 0.0 ? local[l] / total[l] : 1.0;
+    return out;
+}
+
+double node_locality(const Plan& plan, const at::Tensor& loads, const Topology& topology) {
+    std::vector<double> local, total;
+    home_node_tokens(plan, loads, topology, local, total);
+    const double sum_total = std::accumulate(total.begin(), total.end(), 0.0);
+    return sum_total > 0.0 ? std::accumulate(local.begin(), local.end(), 0.0) / sum_total : 1.0;
+}
+
 std::int64_t Migration::total_moved_slots() const {
     return std::accumulate(moved_slots.begin(), moved_slots.end(), std::int64_t{0});
 }
@@ -268,6 +320,8 @@ PlanMetrics evaluate(const Plan& plan, const at::Tensor& loads, const Topology& 
     m.imbalance_ratio = to_vector<double>(layer_imbalance_ratio(gl));
     m.node_balancedness = to_vector<double>(layer_balancedness(nl));
     m.duplicates = to_vector<std::int64_t>(layer_duplicates(plan, topology));
+    m.node_locality = to_vector<double>(layer_node_locality(plan, w, topology));
+    m.aggregate_node_locality = node_locality(plan, w, topology);
     const std::int64_t E = plan.num_experts();
     for_each_row(gl, [&](std::int64_t l, RowStats s) {
         const double* row = w.data_ptr<double>() + l * E;

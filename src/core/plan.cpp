@@ -1,6 +1,10 @@
 #include <eplb/errors.hpp>
 #include <eplb/plan.hpp>
 
+#include <ATen/ops/full.h>
+#include <ATen/ops/zeros.h>
+
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -74,6 +78,39 @@ void Plan::validate() const {
             }
         }
     }
+}
+
+Plan plan_from_phy2log(const at::Tensor& phy2log, std::int64_t num_experts) {
+    if (!phy2log.defined() || phy2log.dim() != 2 || !at::isIntegralType(phy2log.scalar_type(), /*includeBool=*/false))
+        throw PlanError("phy2log must be a [layers, slots] integer table");
+    const at::Tensor p2l = phy2log.to(at::kCPU).to(at::kLong).contiguous();
+    const std::int64_t L = p2l.size(0), R = p2l.size(1), E = num_experts;
+    const std::int64_t* pp = p2l.data_ptr<std::int64_t>();
+    at::Tensor logcnt = at::zeros({L, E}, at::TensorOptions().dtype(at::kLong));
+    std::int64_t* cp = logcnt.data_ptr<std::int64_t>();
+    for (std::int64_t l = 0; l < L; ++l)
+        for (std::int64_t p = 0; p < R; ++p) {
+            const std::int64_t e = pp[l * R + p];
+            if (e < 0 || e >= E)
+                throw PlanError(where(l) + ", slot " + std::to_string(p) + ": phy2log=" + std::to_string(e) +
+                                " is outside [0, " + std::to_string(E) + ")");
+            ++cp[l * E + e];
+        }
+    for (std::int64_t i = 0; i < L * E; ++i)
+        if (cp[i] == 0)
+            throw PlanError(where(i / E) + ", expert " + std::to_string(i % E) + ": no slot holds it");
+    const std::int64_t X = L * E > 0 ? *std::max_element(cp, cp + L * E) : 1;
+    at::Tensor log2phy = at::full({L, E, X}, -1, at::TensorOptions().dtype(at::kLong));
+    std::int64_t* lp = log2phy.data_ptr<std::int64_t>();
+    std::vector<std::int64_t> next(static_cast<std::size_t>(E));
+    for (std::int64_t l = 0; l < L; ++l) {
+        std::fill(next.begin(), next.end(), 0);
+        for (std::int64_t p = 0; p < R; ++p) {
+            const std::int64_t e = pp[l * R + p];
+            lp[(l * E + e) * X + next[e]++] = p;
+        }
+    }
+    return Plan{p2l, log2phy, logcnt};
 }
 
 }  // namespace eplb

@@ -1,3 +1,4 @@
+#include "balanced.hpp"
 #include "hierarchical.hpp"
 #include "log2phy_width.hpp"
 
@@ -7,6 +8,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/stack.h>
 
 #include <algorithm>
 #include <cmath>
@@ -16,6 +18,17 @@
 
 namespace eplb {
 namespace {
+
+// The value of `all` whose to_string is `name`; UsageError listing the names otherwise.
+template <typename T>
+T parse_name(std::string_view name, const std::vector<T>& all, const char* what) {
+    std::string known;
+    for (const T v : all) {
+        if (name == to_string(v)) return v;
+        known += (known.empty() ? "" : ", ") + to_string(v);
+    }
+    throw UsageError(std::string("unknown ") + what + " '" + std::string(name) + "'; expected one of: " + known);
+}
 
 std::string shape_of(const at::Tensor& t) {
     std::string s = "[";
@@ -75,22 +88,60 @@ std::string to_string(Policy policy) {
     switch (policy) {
         case Policy::deepseek: return "deepseek";
         case Policy::seed: return "seed";
+        case Policy::balanced: return "balanced";
     }
     return "unknown";
 }
 
 const std::vector<Policy>& all_policies() {
-    static const std::vector<Policy> policies{Policy::deepseek, Policy::seed};
+    static const std::vector<Policy> policies{Policy::deepseek, Policy::seed, Policy::balanced};
     return policies;
 }
 
 Policy parse_policy(std::string_view name) {
-    std::string known;
-    for (const Policy p : all_policies()) {
-        if (name == to_string(p)) return p;
-        known += (known.empty() ? "" : ", ") + to_string(p);
+    return parse_name(name, all_policies(), "policy");
+}
+
+std::string to_string(PlacementMode mode) {
+    switch (mode) {
+        case PlacementMode::hierarchical: return "hierarchical";
+        case PlacementMode::global: return "global";
+        case PlacementMode::relaxed: return "relaxed";
     }
-    throw UsageError("unknown policy '" + std::string(name) + "'; expected one of: " + known);
+    return "unknown";
+}
+
+PlacementMode parse_placement_mode(std::string_view name) {
+    static const std::vector<PlacementMode> modes{PlacementMode::hierarchical, PlacementMode::global,
+                                                  PlacementMode::relaxed};
+    return parse_name(name, modes, "placement mode");
+}
+
+std::string to_string(HistoryAggregation aggregation) {
+    switch (aggregation) {
+        case HistoryAggregation::mean: return "mean";
+        case HistoryAggregation::ema: return "ema";
+    }
+    return "unknown";
+}
+
+HistoryAggregation parse_history_aggregation(std::string_view name) {
+    static const std::vector<HistoryAggregation> all{HistoryAggregation::mean, HistoryAggregation::ema};
+    return parse_name(name, all, "history aggregation");
+}
+
+void PlanOptions::validate() const {
+    if (!(ema_decay > 0.0 && ema_decay <= 1.0))
+        throw UsageError("ema_decay=" + std::to_string(ema_decay) + " is outside (0, 1]");
+    if (!(max_balance_loss >= 0.0 && max_balance_loss < 1.0))
+        throw UsageError("max_balance_loss=" + std::to_string(max_balance_loss) + " is outside [0, 1)");
+    if (policy == Policy::balanced) return;
+    if (mode == PlacementMode::relaxed)
+        throw UsageError("placement mode relaxed is the balanced policy's; policy " + to_string(policy) +
+                         " plans hierarchical or global");
+    if (previous)
+        throw UsageError("migration-aware planning (a previous plan) is the balanced policy's; policy " +
+                         to_string(policy) + " plans from scratch");
 }
 
 at::Tensor checked_loads(const at::Tensor& weight, const std::string& what) {
@@ -108,10 +159,30 @@ at::Tensor checked_loads(const at::Tensor& weight, const std::string& what) {
     return w;
 }
 
-Plan rebalance(const at::Tensor& weight, const Topology& topology, Policy policy) {
-    const at::Tensor w = checked_loads(weight);
+namespace {
+
+// The windows of a [L, E] or [k, L, E] load tensor as a checked [k, L, E] float32 CPU tensor.
+at::Tensor checked_windows(const at::Tensor& weight) {
+    if (!weight.defined() || weight.dim() != 3) return checked_loads(weight).unsqueeze(0);
+    if (weight.size(0) == 0) throw LoadError("weight has shape " + shape_of(weight) + "; it needs at least one window");
+    std::vector<at::Tensor> windows;
+    for (std::int64_t t = 0; t < weight.size(0); ++t)
+        windows.push_back(checked_loads(weight[t], "weight[" + std::to_string(t) + "]"));
+    return at::stack(windows).contiguous();
+}
+
+void require_previous_shape(const Plan& previous, std::int64_t L, std::int64_t E, const Topology& t) {
+    previous.validate();
+    if (previous.num_layers() != L || previous.num_experts() != E || previous.num_replicas() != t.num_replicas)
+        throw PlanError("previous plan has " + std::to_string(previous.num_layers()) + " layers, " +
+                        std::to_string(previous.num_experts()) + " experts and " +
+                        std::to_string(previous.num_replicas()) + " slots; expected " + std::to_string(L) + ", " +
+                        std::to_string(E) + " and " + std::to_string(t.num_replicas));
+}
+
+// deepseek or seed on one load matrix, in the mode's topology.
+Plan reference_plan(const at::Tensor& w, const Topology& topology, Policy policy) {
     const std::int64_t L = w.size(0), E = w.size(1), R = topology.num_replicas;
-    topology.validate(E);
     const Topology eff = topology.effective();
 
     const auto long_options = at::TensorOptions().dtype(at::kLong);
@@ -134,6 +205,37 @@ Plan rebalance(const at::Tensor& weight, const Topology& topology, Policy policy
     });
 
     const std::int64_t X = core::log2phy_width(logcnt, topology, E, policy);
+    return Plan{phy2log, build_log2phy(phy2log, rank, E, X), logcnt};
+}
+
+}  // namespace
+
+Plan rebalance(const at::Tensor& weight, const Topology& topology, Policy policy) {
+    PlanOptions options;
+    options.policy = policy;
+    return rebalance(checked_loads(weight), topology, options);
+}
+
+Plan rebalance(const at::Tensor& weight, const Topology& topology, const PlanOptions& options, PlanReport* report) {
+    options.validate();
+    const at::Tensor windows = checked_windows(weight);
+    const std::int64_t L = windows.size(1), E = windows.size(2);
+    topology.validate(E);
+    if (options.previous) require_previous_shape(*options.previous, L, E, topology);
+    if (report) *report = PlanReport{};
+    if (options.policy != Policy::balanced) {
+        const Topology planned = options.mode == PlacementMode::global
+                                     ? Topology{topology.num_replicas, 1, 1, topology.num_gpus}
+                                     : topology;
+        const at::Tensor w = windows.size(0) == 1 ? windows[0] : windows.to(at::kDouble).sum(0).to(at::kFloat);
+        return reference_plan(w.contiguous(), planned, options.policy);
+    }
+    at::Tensor phy2log, logcnt;
+    std::vector<std::int32_t> rank;
+    PlanReport notes;
+    core::plan_balanced(windows, topology, options, phy2log, rank, logcnt, notes);
+    if (report) *report = std::move(notes);
+    const std::int64_t X = core::log2phy_width(logcnt, topology, E, Policy::balanced);
     return Plan{phy2log, build_log2phy(phy2log, rank, E, X), logcnt};
 }
 

@@ -24,6 +24,8 @@ public:
         lines_.push_back(key + " = '" + value + "': " + what);
     }
     void missing(const std::string& key, const std::string& what) { lines_.push_back(key + ": " + what); }
+    /// A problem already worded "<key> = '<value>': <what>".
+    void line(const std::string& text) { lines_.push_back(text); }
     std::vector<std::string> take() { return std::move(lines_); }
 
     /// Runs `f`; an eplb::Error it throws becomes a problem of `key` = `value`.
@@ -120,7 +122,15 @@ void check_planning(const SweepConfig& c, SweepSetup& setup, Problems& problems)
                     add_policy(parse_policy(name));
             }
         });
-    if (c.policies.empty()) add_policy(Policy::deepseek);
+    if (c.policies.empty()) add_policy(Policy::balanced);
+}
+
+void check_policy_settings(const SweepConfig& c, SweepSetup& setup, Problems& problems) {
+    setup.policy_settings = c.policy_settings;
+    const std::vector<std::string> found = c.policy_settings.problems(setup.policies);
+    for (const std::string& line : found) problems.line(line);
+    if (found.empty() && !c.policy_settings.previous.empty())
+        problems.check("previous", c.policy_settings.previous, [&] { setup.policy_settings.read_previous(); });
 }
 
 void check_read_options(const SweepConfig& c, SweepSetup& setup, Problems& problems) {
@@ -152,10 +162,12 @@ void check_execution(const SweepConfig& c, SweepSetup& setup, Problems& problems
             setup.execution.engine = parse_engine(c.engine);
             engine_ok = true;
         });
-    // CUDA asked for but absent, or the native engine on CUDA.
+    // CUDA asked for but absent, the native engine on CUDA, or a policy the engine lacks.
     if (device_ok && engine_ok)
-        problems.check("device", c.device + (c.engine == "auto" ? "" : "' with engine = '" + c.engine),
-                       [&] { choose_execution(setup.execution, kAutoCudaMinLayers); });
+        problems.check("device", c.device + (c.engine == "auto" ? "" : "' with engine = '" + c.engine), [&] {
+            choose_execution(setup.execution, kAutoCudaMinLayers);
+            for (const Policy p : setup.policies) require_engine_for(setup.execution, p);
+        });
     if (c.threads < 0) problems.add("threads", std::to_string(c.threads), "must be 0 (LibTorch's default) or positive");
     if (c.batch_layers < 1) problems.add("batch-layers", std::to_string(c.batch_layers), "must be at least 1");
     if (!(c.checkpoint_seconds > 0))
@@ -220,6 +232,7 @@ SweepSetup validate_sweep(const SweepConfig& config) {
     Problems problems;
     check_inputs(config, setup, problems);
     check_planning(config, setup, problems);
+    check_policy_settings(config, setup, problems);
     check_read_options(config, setup, problems);
     check_execution(config, setup, problems);
     check_output(config, problems);

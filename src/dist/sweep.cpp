@@ -183,12 +183,12 @@ private:
         loaded_ = i;
     }
 
-    Execution execution_for(std::int64_t layers) const {
+    Execution execution_for(std::int64_t layers, Policy policy) const {
         RebalanceOptions options = setup_.execution;
         const std::int64_t gpus = cuda_device_count();
         if (gpus > 0 && options.device.kind == DeviceSpec::Kind::cuda && options.device.index < 0)
             options.device.index = local_rank_ % gpus;
-        Execution e = choose_execution(options, layers);
+        Execution e = choose_execution(options, layers, policy);
         if (gpus > 0 && e.device.is_cuda() && options.device.kind == DeviceSpec::Kind::automatic)
             e.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank_ % gpus));
         return e;
@@ -196,7 +196,26 @@ private:
 
     PlanRequest request_for(const WorkItem& item) const {
         return plan_request(setup_.topologies[static_cast<std::size_t>(item.topology)],
-                            setup_.policies[static_cast<std::size_t>(item.policy)], setup_.execution);
+                            setup_.policies[static_cast<std::size_t>(item.policy)], setup_.execution,
+                            setup_.policy_settings);
+    }
+
+    // The plans of `windows` (indices into windows_), layers [first, first + count) (count -1:
+    // all): in one batch where each window is planned alone, else each from its history.
+    std::vector<Plan> plan_windows_of(const std::vector<std::int64_t>& windows, const PlanRequest& request,
+                                      const Execution& execution, std::int64_t first = 0, std::int64_t count = -1) const {
+        std::vector<Plan> plans;
+        if (request.plans_windows_alone()) {
+            std::vector<at::Tensor> loads;
+            for (const std::int64_t w : windows) {
+                const at::Tensor& all = windows_[static_cast<std::size_t>(w)].loads;
+                loads.push_back(count < 0 ? all : all.narrow(0, first, count));
+            }
+            return rebalance_batch(loads, request.topology, request.policy, execution);
+        }
+        for (const std::int64_t w : windows)
+            plans.push_back(plan_window(snapshot_, windows_, w, request, execution, first, count));
+        return plans;
     }
 
     RunInfo run_info(double seconds, const Execution& execution, const std::string& ranks) const {
@@ -217,16 +236,16 @@ private:
             const bool have_previous = last_.input == head.input && last_.topology == head.topology &&
                                        last_.policy == head.policy && last_.window == head.window - 1;
             const bool halo = head.window > 0 && !have_previous;
-            std::vector<at::Tensor> loads;
-            if (halo) loads.push_back(windows_[static_cast<std::size_t>(head.window - 1)].loads);
+            std::vector<std::int64_t> planned;
+            if (halo) planned.push_back(head.window - 1);
             std::int64_t layers = 0;
             for (std::size_t k = i; k < j; ++k) {
-                loads.push_back(windows_[static_cast<std::size_t>(items[k].window)].loads);
+                planned.push_back(items[k].window);
                 layers += items[k].num_layers;
             }
-            const Execution execution = execution_for(layers + (halo ? head.num_layers : 0));
+            const Execution execution = execution_for(layers + (halo ? head.num_layers : 0), request.policy);
             const auto start = Clock::now();
-            std::vector<Plan> plans = rebalance_batch(loads, request.topology, request.policy, execution);
+            std::vector<Plan> plans = plan_windows_of(planned, request, execution);
             const double seconds = seconds_since(start);
             Plan previous = halo ? plans.front() : last_.plan;
             for (std::size_t k = i; k < j; ++k) {
@@ -259,11 +278,10 @@ private:
         try {
             if (stats_.fatal) throw IoError("MPI rank " + std::to_string(rank_) + " stopped on an earlier error");
             load_input(item.input);
-            std::vector<at::Tensor> loads;
-            for (std::int64_t w = std::max<std::int64_t>(item.window - 1, 0); w <= item.window; ++w)
-                loads.push_back(windows_[static_cast<std::size_t>(w)].loads.narrow(0, slice.first, slice.count));
-            execution = execution_for(slice.count * static_cast<std::int64_t>(loads.size()));
-            sent = dist::encode_plans(rebalance_batch(loads, request.topology, request.policy, execution));
+            std::vector<std::int64_t> planned;
+            for (std::int64_t w = std::max<std::int64_t>(item.window - 1, 0); w <= item.window; ++w) planned.push_back(w);
+            execution = execution_for(slice.count * static_cast<std::int64_t>(planned.size()), request.policy);
+            sent = dist::encode_plans(plan_windows_of(planned, request, execution, slice.first, slice.count));
         } catch (const std::exception& e) {
             sent = dist::encode_error(message_of(e));
         }

@@ -97,7 +97,7 @@ WorkList make_work_list(const SweepSetup& setup, const std::vector<InputInfo>& i
                                                          does_not_fit(setup.files[i].path, info, topology, policy, why)});
                     continue;
                 }
-                const PlanRequest request = plan_request(topology, policy);
+                const PlanRequest request = plan_request(topology, policy, setup.execution, setup.policy_settings);
                 for (std::int64_t w = 0; w < info.num_windows; ++w) {
                     ++list.total;
                     WorkItem item{input, static_cast<std::int64_t>(t), static_cast<std::int64_t>(p), w, info.num_layers,

@@ -63,6 +63,7 @@ PlanMetrics layer_metrics_from(const Table& t, const std::string& prefix, const 
     m.bound_ratio = a.bound_ratio;
     m.aggregate_gap = a.gap;
     m.total_duplicates = a.duplicates;
+    m.aggregate_node_locality = a.node_locality;
     m.bound_kind = kind;
     return m;
 }
@@ -167,6 +168,7 @@ void write_plan_group(const H5::Group& plans, const PlanRecord& r, const std::st
     write_tensor(g, "phy2log", r.plan.phy2log, path);
     write_tensor(g, "log2phy", r.plan.log2phy, path);
     write_tensor(g, "logcnt", r.plan.logcnt, path);
+    if (r.deployed_phy2log.defined()) write_tensor(g, "deployed_phy2log", r.deployed_phy2log, path);
     write_tensor(g, "layer_ids", at::tensor(r.layer_ids, at::TensorOptions().dtype(at::kLong)), path);
     write_tensor(g, "loads", r.window.loads, path);
     if (r.next_window) write_tensor(g, "next_loads", r.next_window->loads, path);
@@ -246,6 +248,7 @@ PlanRecord read_plan_group(const H5::Group& plans, const std::string& id, const 
     r.metrics = layer_metrics_from(layers, "", s.in_sample, kind);
     if (s.next) r.next_metrics = layer_metrics_from(layers, "next_", *s.next, kind);
     r.previous_plan = read_string_attribute(g, "previous_plan", file);
+    if (has_child(g, "deployed_phy2log")) r.deployed_phy2log = read_tensor(g, "deployed_phy2log", file);
     if (s.migration)
         r.migration = Migration{layers.ints("moved_slots"), layers.ints("gpu_transfers"), layers.ints("node_transfers")};
     r.eplb_version = read_string_attribute(g, "eplb_version", file);

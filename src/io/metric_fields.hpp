@@ -16,6 +16,7 @@ inline constexpr AggregateDouble kAggregateDoubles[] = {
     {"balancedness", &Aggregates::balancedness},       {"mean_balancedness", &Aggregates::mean_balancedness},
     {"imbalance_ratio", &Aggregates::imbalance_ratio}, {"node_balancedness", &Aggregates::node_balancedness},
     {"bound_ratio", &Aggregates::bound_ratio},         {"gap", &Aggregates::gap},
+    {"node_locality", &Aggregates::node_locality},
 };
 
 /// The floating-point per-layer columns of a plan's metrics table ([L] each); `duplicates` is
@@ -34,6 +35,7 @@ inline constexpr LayerDoubles kLayerDoubles[] = {
     {"node_balancedness", &PlanMetrics::node_balancedness},
     {"lower_bound", &PlanMetrics::lower_bound},
     {"gap", &PlanMetrics::gap},
+    {"node_locality", &PlanMetrics::node_locality},
 };
 
 /// The identity columns of the index, in their order: each is text or a number.

@@ -4,6 +4,10 @@
 #include <eplb/archive.hpp>
 #include <eplb/errors.hpp>
 
+#include <ATen/ops/stack.h>
+#include <ATen/ops/tensor.h>
+
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <tuple>
@@ -28,6 +32,23 @@ PlanRecord record_for(const Snapshot& snapshot, const ReadOptions& options, cons
     return r;
 }
 
+// The deployed plan's rows for the snapshot's MoE layers [first, first + count).
+Plan deployed_rows(const DeployedPlan& deployed, const Snapshot& snapshot, std::int64_t first, std::int64_t count) {
+    const std::int64_t rows = deployed.phy2log.size(0), L = snapshot.num_layers();
+    at::Tensor moe;
+    if (rows == L) {
+        moe = deployed.phy2log;
+    } else if (rows == snapshot.model_layers && rows > L) {
+        const at::Tensor ids = at::tensor(snapshot.layer_ids, at::TensorOptions().dtype(at::kLong));
+        moe = deployed.phy2log.index_select(0, ids);
+    } else {
+        throw PlanError("previous plan (" + deployed.identity + ") has " + std::to_string(rows) + " layers; " +
+                        snapshot.source + " has " + std::to_string(L) + " MoE layers of " +
+                        std::to_string(snapshot.model_layers) + " model layers");
+    }
+    return plan_from_phy2log(moe.narrow(0, first, count), snapshot.num_experts());
+}
+
 }  // namespace
 
 std::string RunInfo::utc_now() {
@@ -49,7 +70,8 @@ BoundKind parse_bound_kind(const std::string& text) {
 
 Aggregates Aggregates::of(const PlanMetrics& m) {
     return Aggregates{m.aggregate_balancedness, m.mean_balancedness, m.aggregate_imbalance_ratio,
-                      m.aggregate_node_balancedness, m.bound_ratio, m.aggregate_gap, m.total_duplicates};
+                      m.aggregate_node_balancedness, m.bound_ratio, m.aggregate_gap, m.total_duplicates,
+                      m.aggregate_node_locality};
 }
 
 MigrationTotals MigrationTotals::of(const Migration& m) {
@@ -97,9 +119,59 @@ PlanIdentity plan_identity(const Snapshot& snapshot, const ReadOptions& options,
                         to_string(request.policy), request.policy_options};
 }
 
-PlanRequest plan_request(const Topology& topology, Policy policy, const RebalanceOptions& execution) {
-    // The reference policies keep every group on one node when the topology allows it.
-    return PlanRequest{topology, policy, "{}", reference_bound_kind(topology), execution};
+PlanRequest plan_request(const Topology& topology, Policy policy, const RebalanceOptions& execution,
+                         const PolicySettings& settings) {
+    const std::vector<std::string> problems = settings.problems({policy});
+    if (!problems.empty()) throw UsageError(problems.front());
+    PlanRequest r;
+    r.topology = topology;
+    r.policy = policy;
+    r.policy_options = settings.to_json(policy);
+    r.execution = execution;
+    r.options.policy = policy;
+    r.options.mode = parse_placement_mode(settings.mode);
+    if (policy == Policy::balanced) {
+        r.options.aggregation = parse_history_aggregation(settings.aggregation);
+        r.options.ema_decay = settings.ema_decay;
+        r.options.allow_duplicates = settings.allow_duplicates;
+        r.options.max_balance_loss = settings.max_balance_loss;
+        r.deployed = settings.deployed;
+    }
+    r.history = settings.history;
+    // Hierarchical plans keep every group on one node when the topology allows it; global and
+    // relaxed plans are compared with W / G.
+    r.bound_kind = r.options.mode == PlacementMode::hierarchical ? reference_bound_kind(topology) : BoundKind::global;
+    return r;
+}
+
+bool PlanRequest::plans_windows_alone() const {
+    return policy != Policy::balanced && history == 1 && options.mode == PlacementMode::hierarchical;
+}
+
+Plan plan_window(const Snapshot& snapshot, const std::vector<Window>& windows, std::int64_t index,
+                 const PlanRequest& request, const Execution& execution, std::int64_t first, std::int64_t count) {
+    const at::Tensor& loads = windows[static_cast<std::size_t>(index)].loads;
+    if (count < 0) count = loads.size(0) - first;
+    if (request.plans_windows_alone())
+        return rebalance(loads.narrow(0, first, count), request.topology, request.policy, execution);
+    std::vector<at::Tensor> history;
+    for (std::int64_t w = std::max<std::int64_t>(index - request.history + 1, 0); w <= index; ++w)
+        history.push_back(windows[static_cast<std::size_t>(w)].loads.narrow(0, first, count).to(at::kFloat));
+    const at::Tensor stacked = at::stack(history);
+    if (request.policy != Policy::balanced && execution.engine != Engine::native) {
+        // The references plan the sum of the windows in the mode's topology on any engine.
+        const Topology& t = request.topology;
+        const Topology planned = request.options.mode == PlacementMode::global ? Topology{t.num_replicas, 1, 1, t.num_gpus} : t;
+        return rebalance(stacked.to(at::kDouble).sum(0).to(at::kFloat), planned, request.policy, execution);
+    }
+    PlanOptions options = request.options;
+    options.policy = request.policy;
+    Plan previous;
+    if (request.deployed) {
+        previous = deployed_rows(*request.deployed, snapshot, first, count);
+        options.previous = &previous;
+    }
+    return rebalance(stacked, request.topology, options);
 }
 
 PlanRecord make_plan_record(const Snapshot& snapshot, const ReadOptions& options, const PlanRequest& request,
@@ -118,7 +190,12 @@ PlanRecord make_plan_record(const Snapshot& snapshot, const ReadOptions& options
         r.next_window = windows[index + 1];
         r.next_metrics = evaluate(r.plan, r.next_window->loads, request.topology, request.bound_kind);
     }
-    if (index > 0) {
+    if (request.deployed) {
+        const Plan deployed = deployed_rows(*request.deployed, snapshot, 0, snapshot.num_layers());
+        r.previous_plan = request.deployed->identity;
+        r.deployed_phy2log = deployed.phy2log;
+        r.migration = migration(deployed, r.plan, request.topology);
+    } else if (index > 0) {
         r.previous_plan = plan_identity(snapshot, options, request, index - 1).id();
         r.migration = migration(*previous, r.plan, request.topology);
     }
@@ -131,9 +208,9 @@ std::vector<PlanRecord> plan_windows(const Snapshot& snapshot, const ReadOptions
     const std::vector<Window> windows = make_windows(snapshot, options.windowing);
     std::vector<PlanRecord> records;
     for (std::size_t i = 0; i < windows.size(); ++i) {
-        const Execution execution = choose_execution(request.execution, windows[i].loads.size(0));
+        const Execution execution = choose_execution(request.execution, windows[i].loads.size(0), request.policy);
         const auto start = std::chrono::steady_clock::now();
-        Plan plan = rebalance(windows[i].loads, request.topology, request.policy, execution);
+        Plan plan = plan_window(snapshot, windows, static_cast<std::int64_t>(i), request, execution);
         const RunInfo run{command_line, RunInfo::utc_now(),
                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
                           execution.to_string()};

@@ -142,12 +142,16 @@ void check_migration(Problems& p, const PlanRecord& r, const ArchiveReader& arch
         p.add("has a previous plan (" + r.previous_plan + ") but no migration metrics");
         return;
     }
-    if (!std::binary_search(ids.begin(), ids.end(), r.previous_plan)) {
+    Plan before;
+    if (r.deployed_phy2log.defined()) {  // the deployed plan the policy planned against, stored with it
+        before = plan_from_phy2log(r.deployed_phy2log, r.plan.num_experts());
+    } else if (std::binary_search(ids.begin(), ids.end(), r.previous_plan)) {
+        before = archive.read_plan(r.previous_plan).plan;
+    } else {
         p.add("previous plan " + r.previous_plan + " is not in the archive: its migration metrics cannot be checked");
         return;
     }
-    const PlanRecord previous = archive.read_plan(r.previous_plan);
-    const Migration m = migration(previous.plan, r.plan, r.topology);
+    const Migration m = migration(before, r.plan, r.topology);
     p.layers("metrics.moved_slots", r.migration->moved_slots, m.moved_slots, r.layer_ids);
     p.layers("metrics.gpu_transfers", r.migration->gpu_transfers, m.gpu_transfers, r.layer_ids);
     p.layers("metrics.node_transfers", r.migration->node_transfers, m.node_transfers, r.layer_ids);

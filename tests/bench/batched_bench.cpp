@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
         {"batched-cpu", {eplb::Engine::batched, c10::Device(c10::kCPU)}},
         {"batched-cuda", {eplb::Engine::batched, c10::Device(c10::kCUDA)}},
     };
-    for (const eplb::Policy policy : eplb::all_policies())
+    for (const eplb::Policy policy : eplb::engine_policies(eplb::Engine::batched))
         for (const std::string& name : split(engine_list)) {
             const auto it = executions.find(name);
             if (it == executions.end()) {

@@ -158,6 +158,14 @@ TEST(PlanCommand, ExitCodesAndUsageErrors) {
           {"plan", dir / "good.json", "-t", "24/4/2/4", "-p", "greedy"},
           {"plan", dir / "good.json", "-t", "24/4/2/4", "--append"},
           {"plan", dir / "good.json", "-t", "24/4/2/4", "-w", "0"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "-p", "deepseek", "--mode", "relaxed"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "--history", "0"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "--mode", "sideways"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "--max-balance-loss", "1"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "--previous", dir / "missing.json"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "-p", "seed", "--previous", dir / "good.json"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "--engine", "batched"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "-p", "deepseek,balanced", "--device", "cuda"},
           {"plan", dir / "good.json"},
           {"frobnicate"}}) {
         const Result r = eplb(usage, dir);
@@ -191,7 +199,7 @@ TEST(ArchiveCommands, InspectVerifyExportMerge) {
     fs::copy_file(test::test_data("snapshots/recorder.pt"), dir / "series.pt");
     ASSERT_EQ(eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "-p", "all", "-w", "each", "-o", dir / "a.h5"}, dir).code, 0);
     const ArchiveReader archive(dir / "a.h5");
-    ASSERT_EQ(archive.plans().size(), 6u);
+    ASSERT_EQ(archive.plans().size(), 9u);
     const std::string id = archive.plans()[0].id;
 
     const Result summary = eplb({"inspect", dir / "a.h5"}, dir);
@@ -202,7 +210,7 @@ TEST(ArchiveCommands, InspectVerifyExportMerge) {
     EXPECT_EQ(plan.code, 0);
     EXPECT_NE(plan.out.find("next window (what the plan achieves deployed)"), std::string::npos) << plan.out;
     EXPECT_NE(plan.out.find(" layer balancedness"), std::string::npos) << plan.out;
-    EXPECT_EQ(nlohmann::json::parse(eplb({"inspect", dir / "a.h5", "--json"}, dir).out)["plans"].size(), 6u);
+    EXPECT_EQ(nlohmann::json::parse(eplb({"inspect", dir / "a.h5", "--json"}, dir).out)["plans"].size(), 9u);
     EXPECT_EQ(eplb({"inspect", dir / "a.h5", "--plan", "nope"}, dir).code, 2);
     EXPECT_EQ(eplb({"inspect", dir / "missing.h5"}, dir).code, 1);
 
@@ -219,10 +227,10 @@ TEST(ArchiveCommands, InspectVerifyExportMerge) {
     // Appending the same work adds nothing; a second topology adds its plans.
     const Result again = eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "-p", "all", "-w", "each", "-o", dir / "a.h5", "--append"}, dir);
     EXPECT_EQ(again.code, 0);
-    EXPECT_NE(again.out.find("6 plans (0 made now)"), std::string::npos) << again.out;
+    EXPECT_NE(again.out.find("9 plans (0 made now)"), std::string::npos) << again.out;
     ASSERT_EQ(eplb({"plan", dir / "series.pt", "-t", "32/4/2/4", "-w", "each", "-o", dir / "b.h5"}, dir).code, 0);
     ASSERT_EQ(eplb({"merge", dir / "a.h5", dir / "b.h5", "-o", dir / "m.h5"}, dir).code, 0);
-    EXPECT_EQ(ArchiveReader(dir / "m.h5").plans().size(), 9u);
+    EXPECT_EQ(ArchiveReader(dir / "m.h5").plans().size(), 12u);
     EXPECT_EQ(eplb({"verify", dir / "m.h5"}, dir).code, 0);
 
     {  // A stored metric that no longer matches the maps.
@@ -233,6 +241,61 @@ TEST(ArchiveCommands, InspectVerifyExportMerge) {
     const Result tampered = eplb({"verify", dir / "m.h5"}, dir);
     EXPECT_EQ(tampered.code, 1);
     EXPECT_NE(tampered.err.find("plan " + id + ": gap = 0.25 stored"), std::string::npos) << tampered.err;
+}
+
+// The balanced policy is the default; its settings are recorded with each plan, checked by
+// verify, and a deployed plan comes from an archive or from an SGLang expert-location file.
+TEST(PlanCommand, BalancedSettingsAndThePlanNowDeployed) {
+    TempDir dir;
+    fs::copy_file(test::test_data("snapshots/recorder.pt"), dir / "series.pt");
+    const Result bad_engine = eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "--engine", "batched"}, dir);
+    EXPECT_EQ(bad_engine.code, 2);
+    EXPECT_NE(bad_engine.err.find("policy 'balanced' has no batched engine"), std::string::npos) << bad_engine.err;
+    const Result bad_mode = eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "-p", "all", "--mode", "relaxed"}, dir);
+    EXPECT_NE(bad_mode.err.find("mode = 'relaxed': policy deepseek plans hierarchical or global"), std::string::npos)
+        << bad_mode.err;
+
+    ASSERT_EQ(eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "-w", "each", "--history", "2", "--mode", "global",
+                    "-o", dir / "a.h5"}, dir).code, 0);
+    const std::vector<PlanSummary> plans = ArchiveReader(dir / "a.h5").plans();
+    ASSERT_EQ(plans.size(), 3u);
+    for (const PlanSummary& p : plans) {
+        EXPECT_EQ(p.policy, "balanced");
+        EXPECT_EQ(p.policy_options, R"({"history":2,"mode":"global"})");
+        EXPECT_EQ(p.bound_kind, "global");
+        EXPECT_EQ(p.in_sample.duplicates, 0);
+        EXPECT_GE(p.in_sample.node_locality, 0.0);
+        EXPECT_LE(p.in_sample.node_locality, 1.0);
+    }
+    const Result inspected = eplb({"inspect", dir / "a.h5"}, dir);
+    EXPECT_NE(inspected.out.find(R"({"history":2,"mode":"global"})"), std::string::npos) << inspected.out;
+    EXPECT_EQ(eplb({"verify", dir / "a.h5"}, dir).code, 0);
+
+    // The plan now deployed: a plan of the archive, then the same plan as SGLang's file.
+    const std::string deployed = plans[0].id;
+    ASSERT_EQ(eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "-w", "each", "--previous",
+                    dir / "a.h5" + ":" + deployed.substr(0, 6), "-o", dir / "b.h5"}, dir).code, 0);
+    const ArchiveReader b(dir / "b.h5");
+    for (const PlanSummary& p : b.plans()) {
+        EXPECT_EQ(p.policy_options, R"({"max_balance_loss":0.01,"previous":"plan:)" + deployed + R"("})");
+        ASSERT_TRUE(p.migration.has_value());  // every window's plan against the deployed one
+        const PlanRecord r = b.read_plan(p.id);
+        EXPECT_EQ(r.previous_plan, "plan:" + deployed);
+        EXPECT_EQ(p.migration->moved_slots, migration(plan_from_phy2log(r.deployed_phy2log, 16), r.plan, r.topology).total_moved_slots());
+    }
+    EXPECT_EQ(eplb({"verify", dir / "b.h5"}, dir).code, 0);
+    const Result shown = eplb({"inspect", dir / "b.h5", "--plan", b.plans()[0].id}, dir);
+    EXPECT_NE(shown.out.find("migration from the deployed plan (plan:" + deployed + ")"), std::string::npos) << shown.out;
+    ASSERT_EQ(eplb({"export", "-f", "sglang", "-p", deployed, dir / "a.h5", "-o", dir / "loc.json"}, dir).code, 0);
+    const Result from_sglang = eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "--mode", "global", "--previous",
+                                     dir / "loc.json", "--max-balance-loss", "0.05", "--json"}, dir);
+    ASSERT_EQ(from_sglang.code, 0) << from_sglang.err;
+    const auto options = nlohmann::json::parse(from_sglang.out)["policy_options"];
+    EXPECT_EQ(options["max_balance_loss"], 0.05);
+    EXPECT_EQ(options["previous"].get<std::string>().rfind("sglang:sha256:", 0), 0u) << options;
+    const Result wrong_shape = eplb({"plan", dir / "series.pt", "-t", "32/4/2/4", "--previous", dir / "loc.json"}, dir);
+    EXPECT_EQ(wrong_shape.code, 1);
+    EXPECT_NE(wrong_shape.err.find("previous plan"), std::string::npos) << wrong_shape.err;
 }
 
 TEST(ArchiveCommands, KilledWriterNeverLeavesAHalfWrittenArchiveAndResumes) {

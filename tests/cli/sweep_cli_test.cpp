@@ -104,7 +104,7 @@ TEST(SweepCommand, ConfigFileFlagsAndDumpConfig) {
     const Result sweep = run({"sweep", "-c", dir / "conf/sweep.ini", "--zero-columns", "63"}, dir);
     ASSERT_EQ(sweep.code, 0) << sweep.err;
     const ArchiveReader archive(dir / "conf/plans.h5");
-    EXPECT_EQ(archive.plans().size(), 2u * 2u * 2u);
+    EXPECT_EQ(archive.plans().size(), 2u * 2u * 3u);  // inputs x topologies x the three policies
     const PlanRecord r = archive.read_plan(archive.plans()[0].id);
     EXPECT_EQ(r.source.model, "ds");
     EXPECT_EQ(r.source.checkpoint, "prefill");
@@ -210,7 +210,7 @@ TEST(SweepCommand, KilledSweepResumesToTheSameArchiveAsAnUninterruptedOne) {
         EXPECT_EQ(resumed.out.find("already_done=0 "), std::string::npos) << resumed.out;
     }
     EXPECT_FALSE(fs::exists(dir / "killed.h5.parts"));
-    EXPECT_EQ(ArchiveReader(dir / "killed.h5").plans().size(), 3u * 120u * 2u);
+    EXPECT_EQ(ArchiveReader(dir / "killed.h5").plans().size(), 3u * 120u * 3u);
     EXPECT_EQ(differences(dir / "killed.h5", dir / "reference.h5"), "");
 }
 

@@ -26,7 +26,7 @@ namespace {
 int check(const eplb::Execution& batched, int random_count, std::uint64_t seed) {
     const std::vector<eplb::test::EngineCase> cases = eplb::test::engine_cases(random_count, seed);
     int passed = 0, failed = 0;
-    for (const eplb::Policy policy : eplb::all_policies()) {
+    for (const eplb::Policy policy : eplb::engine_policies(eplb::Engine::batched)) {
         int differ = 0;
         for (const eplb::test::EngineCase& c : cases) {
             const eplb::Plan native = eplb::rebalance(c.weight, c.topology, policy);
@@ -63,7 +63,7 @@ int time_plans(const std::string& layer_list, const eplb::Execution& batched, in
         const std::int64_t layers = std::stoll(item);
         std::mt19937_64 rng(2024);
         const at::Tensor w = eplb::test::random_loads(rng, layers, 256, eplb::test::LoadPattern::skewed);
-        for (const eplb::Policy policy : eplb::all_policies())
+        for (const eplb::Policy policy : eplb::engine_policies(eplb::Engine::batched))
             for (const auto& [name, e] : {std::pair<std::string, eplb::Execution>{"native", {eplb::Engine::native, c10::Device(c10::kCPU)}},
                                           std::pair<std::string, eplb::Execution>{batched_name, batched}}) {
                 const double ms = median_ms(w, policy, e, repetitions);

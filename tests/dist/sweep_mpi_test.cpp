@@ -106,7 +106,8 @@ void write_reference(const SweepConfig& config, const std::string& path) {
         for (const Topology& t : setup.topologies)
             for (const Policy p : setup.policies) {
                 try {
-                    for (const PlanRecord& r : plan_windows(s, setup.read_options, plan_request(t, p), "reference"))
+                    const PlanRequest request = plan_request(t, p, {}, setup.policy_settings);
+                    for (const PlanRecord& r : plan_windows(s, setup.read_options, request, "reference"))
                         writer.add(r);
                 } catch (const Error& e) {
                     writer.add_failure(FailureRecord{file.path, t.to_string(), to_string(p), "-"});
@@ -205,9 +206,10 @@ TEST(Sweep, ArchiveEqualsTheSerialOneByteForByte) {
     // wide.h5 has 64 experts, more than 40 slots; broken.json cannot be read.
     EXPECT_EQ(summary.exit_code, sweep_exit::partial);
     if (world_rank() != 0) return;
-    EXPECT_EQ(summary.items, (4 + 3) * 2 * 2 + 2 * 1 * 2);
+    const std::int64_t policies = static_cast<std::int64_t>(all_policies().size());
+    EXPECT_EQ(summary.items, (4 + 3) * 2 * policies + 2 * 1 * policies);
     EXPECT_EQ(summary.planned, summary.items);
-    EXPECT_EQ(summary.failures, 1 + 2);
+    EXPECT_EQ(summary.failures, 1 + policies);
     EXPECT_EQ(summary.plans_in_archive, summary.items);
     EXPECT_EQ(summary.rank_busy_seconds.size(), static_cast<std::size_t>(world_size()));
     EXPECT_FALSE(fs::exists(dir / "sweep.h5.parts"));
@@ -226,18 +228,23 @@ TEST(Sweep, FewerItemsThanRanksSplitLayersAndGiveTheSamePlans) {
     SweepConfig config = base_config(dir);
     config.inputs = {SweepInput{"alpha/one", dir / "a.h5"}};
     config.topologies = {"48/4/2/8"};
-    config.policies = {"deepseek"};
     // One item, whose 6 layers are split among all ranks; then two windows of two steps, each on
-    // half of the ranks, the second needing the plan of the first for its migration metrics.
-    for (const char* windows : {"sum", "2"}) {
-        config.windows = windows;
-        write_reference(config, dir / "reference.h5");
-        const SweepSummary summary = run_sweep(config);
-        EXPECT_EQ(summary.exit_code, sweep_exit::ok);
-        if (world_rank() != 0) continue;
-        EXPECT_EQ(summary.plans_in_archive, config.windows == "sum" ? 1 : 2);
-        EXPECT_TRUE(verify_archive(dir / "sweep.h5").ok());
-        EXPECT_EQ(differences(dir / "sweep.h5", dir / "reference.h5"), "") << "windows " << windows;
+    // half of the ranks, the second needing the plan of the first for its migration metrics. The
+    // balanced policy plans the second window from both (history 2), in relaxed mode.
+    for (const char* policy : {"deepseek", "balanced"}) {
+        config.policies = {policy};
+        config.policy_settings.history = config.policies[0] == "balanced" ? 2 : 1;
+        config.policy_settings.mode = config.policies[0] == "balanced" ? "relaxed" : "hierarchical";
+        for (const char* windows : {"sum", "2"}) {
+            config.windows = windows;
+            write_reference(config, dir / "reference.h5");
+            const SweepSummary summary = run_sweep(config);
+            EXPECT_EQ(summary.exit_code, sweep_exit::ok);
+            if (world_rank() != 0) continue;
+            EXPECT_EQ(summary.plans_in_archive, config.windows == "sum" ? 1 : 2);
+            EXPECT_TRUE(verify_archive(dir / "sweep.h5").ok());
+            EXPECT_EQ(differences(dir / "sweep.h5", dir / "reference.h5"), "") << policy << ", windows " << windows;
+        }
     }
 }
 

@@ -152,7 +152,8 @@ grep -q "ranks=2 " "$work/out/sweep-$job.out" || { echo "FAIL: the sweep did not
 grep -q "exit_code=0" "$work/out/sweep-$job.out"
 "$eplb" verify "$work/out/sweep.h5"
 plans=$("$eplb" inspect "$work/out/sweep.h5" --json | /usr/bin/python3 -c 'import json, sys; print(len(json.load(sys.stdin)["plans"]))')
-[ "$plans" -eq 8 ] || { echo "FAIL: $plans plans in the sweep's archive, expected 8" >&2; exit 1; }
+# 2 inputs x 2 topologies x the three policies (policy = all).
+[ "$plans" -eq 12 ] || { echo "FAIL: $plans plans in the sweep's archive, expected 12" >&2; exit 1; }
 
 # 2. jobs/array.sbatch: one archive per model (deepseek-r1, olmoe), then eplb merge.
 cat >"$work/out/two-models.ini" <<EOF

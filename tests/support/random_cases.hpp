@@ -61,4 +61,25 @@ inline at::Tensor random_loads(std::mt19937_64& rng, std::int64_t layers, std::i
     return at::from_blob(w.data(), {layers, experts}, at::TensorOptions().dtype(at::kFloat)).clone();
 }
 
+/// A random topology with loads for it.
+struct RandomCase {
+    Topology topology;
+    at::Tensor weight;  ///< [L, E] float32, 1 to 4 layers
+    std::string label;
+};
+
+/// `count` random cases cycling through every load pattern (deterministic for a seed).
+inline std::vector<RandomCase> random_cases(std::uint64_t seed, int count) {
+    std::mt19937_64 rng(seed);
+    std::vector<RandomCase> out;
+    for (int i = 0; i < count; ++i) {
+        const auto [t, experts] = random_topology(rng);
+        const auto pattern = all_patterns()[static_cast<std::size_t>(i) % all_patterns().size()];
+        const std::int64_t layers = 1 + i % 4;
+        out.push_back({t, random_loads(rng, layers, experts, pattern),
+                       "case " + std::to_string(i) + " topology " + t.to_string() + " E=" + std::to_string(experts)});
+    }
+    return out;
+}
+
 }  // namespace eplb::test

@@ -27,7 +27,7 @@ TEST_P(BatchedGolden, EqualsTheNativePlanAndTheStableReference) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Policies, BatchedGolden, ::testing::ValuesIn(all_policies()),
+INSTANTIATE_TEST_SUITE_P(Policies, BatchedGolden, ::testing::ValuesIn(engine_policies(Engine::batched)),
                          [](const ::testing::TestParamInfo<Policy>& info) { return to_string(info.param); });
 
 }  // namespace

@@ -82,7 +82,7 @@ TEST_P(BatchedEngine, RejectsBadLoadsLikeTheNativeEngine) {
                  LoadError);
 }
 
-INSTANTIATE_TEST_SUITE_P(Policies, BatchedEngine, ::testing::ValuesIn(all_policies()),
+INSTANTIATE_TEST_SUITE_P(Policies, BatchedEngine, ::testing::ValuesIn(engine_policies(Engine::batched)),
                          [](const ::testing::TestParamInfo<Policy>& info) { return to_string(info.param); });
 
 TEST(DeviceSpec, ParsesTheFourForms) {

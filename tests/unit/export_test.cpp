@@ -23,7 +23,7 @@ PlanRecord golden_record() {
     Snapshot s = make_snapshot("snapshot.json", "sglang-json", steps);
     s.sha256 = std::string(64, '0');
     const Topology t{12, 4, 2, 4};
-    return plan_windows(s, ReadOptions{}, PlanRequest{t, Policy::deepseek, "{}", reference_bound_kind(t), {}}, "test").at(0);
+    return plan_windows(s, ReadOptions{}, plan_request(t, Policy::deepseek), "test").at(0);
 }
 
 std::vector<std::int64_t> row_of(const PlanRecord& r, std::int64_t row) {

@@ -111,6 +111,35 @@ TEST(Metrics, MigrationCountsSlotsGpuAndNodeTransfers) {
     EXPECT_THROW(migration(before, plan_from({{0, 1, 2, 3}}, 4), Topology{4, 1, 1, 2}), PlanError);
 }
 
+TEST(Metrics, NodeLocalityIsTheShareServedOnTheGroupsHomeNode) {
+    // 4 experts in 2 groups ({0,1}, {2,3}), 2 nodes x 1 GPU x 3 slots: node 0 holds 0, 1, 1 and
+    // node 1 holds 2, 3, 0. Primaries (first slot of each expert) put group 0 at home on node 0
+    // and group 1 on node 1; expert 0's second replica serves from node 1.
+    const Plan plan = plan_from({{0, 1, 1, 2, 3, 0}}, 4);
+    const Topology t{6, 2, 2, 2};
+    const at::Tensor w = loads({{8, 2, 4, 6}});  // expert 0: 4 per replica, expert 1: 1 per replica
+    EXPECT_DOUBLE_EQ(layer_node_locality(plan, w, t)[0].item<double>(), 16.0 / 20.0);
+    EXPECT_DOUBLE_EQ(node_locality(plan, w, t), 16.0 / 20.0);
+    EXPECT_DOUBLE_EQ(evaluate(plan, w, t, BoundKind::global).aggregate_node_locality, 16.0 / 20.0);
+    // A zero layer scores 1 and is left out of the aggregate.
+    const Plan two = plan_from({{0, 1, 1, 2, 3, 0}, {0, 1, 1, 2, 3, 0}}, 4);
+    EXPECT_DOUBLE_EQ(node_locality(two, loads({{0, 0, 0, 0}, {8, 2, 4, 6}}), t), 16.0 / 20.0);
+    EXPECT_DOUBLE_EQ(layer_node_locality(two, loads({{0, 0, 0, 0}, {8, 2, 4, 6}}), t)[0].item<double>(), 1.0);
+    // A tie in primaries goes to the lower node: group 1's primaries split 1-1 over the nodes.
+    const Plan tie = plan_from({{0, 1, 3, 2, 3, 0}}, 4);
+    EXPECT_DOUBLE_EQ(node_locality(tie, w, t), 9.0 / 20.0);  // only node 0's 0, 1 and 3 are home
+}
+
+TEST(Plan, FromPhy2logCountsAndListsSlotsInOrder) {
+    const Plan plan = plan_from_phy2log(at::tensor({2, 0, 2, 1}, kLong).view({1, 4}), 3);
+    ASSERT_NO_THROW(plan.validate());
+    EXPECT_TRUE(at::equal(plan.logcnt, at::tensor({1, 1, 2}, kLong).view({1, 3})));
+    EXPECT_TRUE(at::equal(plan.log2phy, at::tensor({1, -1, 3, -1, 0, 2}, kLong).view({1, 3, 2})));
+    EXPECT_THROW(plan_from_phy2log(at::tensor({0, 3}, kLong).view({1, 2}), 3), PlanError);
+    EXPECT_THROW(plan_from_phy2log(at::tensor({0, 0}, kLong).view({1, 2}), 2), PlanError);
+    EXPECT_THROW(plan_from_phy2log(at::tensor({0.0, 1.0}, kDouble).view({1, 2}), 2), PlanError);
+}
+
 // ---- lower bounds against brute force ----------------------------------------------------
 
 // min over counts c_e >= 1 summing to `slots` of max w_e / c_e, by exhaustive enumeration.

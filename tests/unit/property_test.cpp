@@ -1,4 +1,5 @@
 // Properties every plan of every policy must have, on random topologies and loads.
+#include "support/plan_checks.hpp"
 #include "support/random_cases.hpp"
 
 #include <eplb/metrics.hpp>
@@ -10,64 +11,25 @@
 #include <ATen/ops/zeros.h>
 #include <gtest/gtest.h>
 
-#include <set>
 
 namespace eplb {
 namespace {
 
-struct RandomCase {
-    Topology topology;
-    at::Tensor weight;
-    std::string label;
-};
-
-std::vector<RandomCase> random_cases(std::uint64_t seed, int count) {
-    std::mt19937_64 rng(seed);
-    std::vector<RandomCase> out;
-    for (int i = 0; i < count; ++i) {
-        const auto [t, experts] = test::random_topology(rng);
-        const auto pattern = test::all_patterns()[static_cast<std::size_t>(i) % test::all_patterns().size()];
-        const std::int64_t layers = 1 + i % 4;
-        out.push_back({t, test::random_loads(rng, layers, experts, pattern),
-                       "case " + std::to_string(i) + " topology " + t.to_string() + " E=" + std::to_string(experts)});
-    }
-    return out;
-}
-
-// Each expert's replicas sit on the node its group was given, and each node holds groups/N groups.
-void expect_groups_stay_on_their_node(const Plan& plan, const Topology& t, const std::string& label) {
-    const std::int64_t L = plan.num_layers(), R = plan.num_replicas(), E = plan.num_experts();
-    const std::int64_t group_size = E / t.num_groups, per_node = t.slots_per_node();
-    const at::Tensor p2l = plan.phy2log.contiguous();
-    for (std::int64_t l = 0; l < L; ++l) {
-        std::vector<std::int64_t> node_of_group(static_cast<std::size_t>(t.num_groups), -1);
-        std::vector<std::set<std::int64_t>> groups_on_node(static_cast<std::size_t>(t.num_nodes));
-        for (std::int64_t p = 0; p < R; ++p) {
-            const std::int64_t g = p2l.data_ptr<std::int64_t>()[l * R + p] / group_size, n = p / per_node;
-            if (node_of_group[g] < 0) node_of_group[g] = n;
-            ASSERT_EQ(node_of_group[g], n) << label << ": group " << g << " spans nodes in layer " << l;
-            groups_on_node[n].insert(g);
-        }
-        for (const auto& groups : groups_on_node)
-            EXPECT_EQ(static_cast<std::int64_t>(groups.size()), t.num_groups / t.num_nodes) << label;
-    }
-}
-
 class EveryPolicy : public ::testing::TestWithParam<Policy> {};
 
 TEST_P(EveryPolicy, PlansAreValidOnRandomTopologiesAndLoads) {
-    for (const RandomCase& c : random_cases(0xE9'1B + static_cast<int>(GetParam()), 300)) {
+    for (const test::RandomCase& c : test::random_cases(0xE9'1B + static_cast<int>(GetParam()), 300)) {
         const Plan plan = rebalance(c.weight, c.topology, GetParam());
         ASSERT_NO_THROW(plan.validate()) << c.label;
         EXPECT_EQ(plan.phy2log.size(1), c.topology.num_replicas) << c.label;
         EXPECT_TRUE(at::equal(plan.logcnt.sum(1), at::full({plan.num_layers()}, c.topology.num_replicas, at::kLong)))
             << c.label;
-        if (c.topology.is_hierarchical()) expect_groups_stay_on_their_node(plan, c.topology, c.label);
+        if (c.topology.is_hierarchical()) test::expect_groups_stay_on_their_node(plan, c.topology, c.label);
     }
 }
 
 TEST_P(EveryPolicy, MaxGpuLoadNeverBeatsTheLowerBound) {
-    for (const RandomCase& c : random_cases(0xB0'0D + static_cast<int>(GetParam()), 150)) {
+    for (const test::RandomCase& c : test::random_cases(0xB0'0D + static_cast<int>(GetParam()), 150)) {
         const Plan plan = rebalance(c.weight, c.topology, GetParam());
         const PlanMetrics m = evaluate(plan, c.weight, c.topology, reference_bound_kind(c.topology));
         for (std::size_t l = 0; l < m.max_gpu_load.size(); ++l)
@@ -80,7 +42,7 @@ TEST_P(EveryPolicy, MaxGpuLoadNeverBeatsTheLowerBound) {
 }
 
 TEST_P(EveryPolicy, RepeatedRunsGiveByteIdenticalMaps) {
-    for (const RandomCase& c : random_cases(0xD5'7A, 60)) {
+    for (const test::RandomCase& c : test::random_cases(0xD5'7A, 60)) {
         const Plan a = rebalance(c.weight, c.topology, GetParam());
         const Plan b = rebalance(c.weight, c.topology, GetParam());
         EXPECT_TRUE(at::equal(a.phy2log, b.phy2log) && at::equal(a.log2phy, b.log2phy) && at::equal(a.logcnt, b.logcnt))

@@ -1,0 +1,260 @@
+#include "balanced.hpp"
+
+#include "balanced_history.hpp"
+#include "balanced_migration.hpp"
+#include "balanced_search.hpp"
+
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+
+#include <algorithm>
+#include <numeric>
+
+namespace eplb::core {
+namespace {
+
+// Relative slack on "not above the reference": GPU loads are float64 sums of the same slot loads
+// in different orders.
+constexpr double kSameLoad = 1e-12;
+// Iterated local search runs on a set of GPUs whose heaviest stays this far above their mean
+// load after the local search, for at most this many improving rounds.
+constexpr double kEscapeAbove = 2e-3;
+constexpr std::int32_t kEscapeRounds = 6;
+
+}  // namespace
+
+BalancedPlanner::BalancedPlanner(const Topology& t, std::int64_t E, const PlanOptions& options)
+    : shape_(LayerShape::make(t, E, options.mode, !options.allow_duplicates)),
+      options_(options),
+      reference_planner_(shape_.start_topology(t), E, Policy::deepseek),
+      placement_(shape_),
+      weight_f_(static_cast<std::size_t>(kBlockLayers * E)),
+      reference_phy2log_(static_cast<std::size_t>(kBlockLayers * t.num_replicas)),
+      reference_rank_(static_cast<std::size_t>(kBlockLayers * t.num_replicas)),
+      reference_count_(static_cast<std::size_t>(kBlockLayers * E)),
+      start_phy2log_(static_cast<std::size_t>(t.num_replicas)),
+      start_rank_(static_cast<std::size_t>(t.num_replicas)),
+      start_count_(static_cast<std::size_t>(E)) {
+    options_.previous = nullptr;  // the driver passes rows; the pointer is not kept
+}
+
+void BalancedPlanner::plan_layers(const double* weight, std::int32_t layers, const LayerHistory& history,
+                                  const std::int64_t* previous, LayersOut out, LayerNotes* notes) {
+    const std::int64_t E = shape_.experts, R = shape_.slots;
+    // Step 1 for the whole block: deepseek's plans of the layers.
+    for (std::int64_t i = 0; i < layers * E; ++i) weight_f_[i] = static_cast<float>(weight[i]);
+    reference_planner_.plan_layers(weight_f_.data(), layers,
+                                   LayersOut{reference_phy2log_.data(), reference_rank_.data(), reference_count_.data()});
+    for (std::int32_t b = 0; b < layers; ++b) {
+        const LayerHistory h{history.windows + b * E, history.count, history.stride};
+        notes[b] = plan_layer(b, weight + b * E, h, previous ? previous + b * R : nullptr,
+                              LayersOut{out.phy2log + b * R, out.rank + b * R, out.logcnt + b * E});
+    }
+}
+
+// Step 1: the layer's reference plan (row `row` of the block), loaded into the placement.
+// Returns its max GPU load.
+double BalancedPlanner::load_reference(std::int32_t row, const double* weight) {
+    reference_row_ = reference_phy2log_.data() + std::int64_t{row} * shape_.slots;
+    reference_rank_row_ = reference_rank_.data() + std::int64_t{row} * shape_.slots;
+    weight_f_row_ = weight_f_.data() + std::int64_t{row} * shape_.experts;
+    placement_.reset(weight, reference_row_, reference_rank_row_);
+    return placement_.max_load();
+}
+
+// Step 2: replaces the reference in the placement by a better start where the mode has one.
+// Returns true when it did.
+bool BalancedPlanner::load_start(const double* weight, const LayerHistory& history) {
+    if (shape_.mode == PlacementMode::global || shape_.nodes == 1) return false;
+    group_split_of(reference_row_, reference_rank_row_, shape_, split_);
+    const bool new_split = history.count > 1 ? robust_group_split(history, shape_, split_, start_scratch_)
+                                             : improve_group_split(weight, shape_, split_, start_scratch_);
+    if (shape_.mode == PlacementMode::relaxed)
+        relaxed_start(weight, shape_, split_, start_phy2log_.data(), start_rank_.data(), start_scratch_);
+    else if (new_split)
+        reference_planner_.plan_layer_on_split(weight_f_row_, split_.data(),
+                                               LayersOut{start_phy2log_.data(), start_rank_.data(), start_count_.data()});
+    else
+        return false;
+    placement_.reset(weight, start_phy2log_.data(), start_rank_.data());
+    return true;
+}
+
+// Steps 3 and 4 on the loaded placement.
+void BalancedPlanner::repair_and_improve(RepairOrder order, double reference) {
+    if (shape_.no_duplicates) forced_duplicates_ = repair_duplicates(placement_, order, scratch_);
+    improve(reference);
+}
+
+// Step 4, in two phases of rising cost: (a) swaps on every domain down to its mean GPU load (or
+// the largest domain mean, below which the layer's peak cannot go);
+// then (b) iterated local search (count-move perturbations followed by swaps) on the domain
+// holding the layer's heaviest GPU only (the others cannot change the layer's peak) while it is
+// more than kEscapeAbove above its mean or above the reference; each domain at most once.
+void BalancedPlanner::improve(double reference) {
+    const std::int32_t domains = placement_.num_domains();
+    const std::int32_t max_steps = 4 * shape_.slots;
+    // A domain can never get below its mean GPU load, and no domain needs to get below the
+    // largest of the means (the layer's peak cannot): each stops at the larger of the two.
+    stop_.assign(static_cast<std::size_t>(domains), 0.0);
+    double floor = 0.0;
+    for (std::int32_t k = 0; k < domains; ++k) {
+        const Domain d = placement_.domain(k);
+        double total = 0.0;
+        for (std::int32_t g = d.first_gpu; g < d.last_gpu; ++g) total += placement_.gpu_load(g);
+        stop_[k] = total / (d.last_gpu - d.first_gpu) * (1.0 + kSameLoad);
+        floor = std::max(floor, stop_[k]);
+    }
+    for (std::int32_t k = 0; k < domains; ++k) {
+        stop_[k] = std::max(stop_[k], floor);
+        // Relaxed plans need replicas to change nodes, which takes count moves.
+        improve_placement(placement_, placement_.domain(k), stop_[k],
+                          /*count_moves=*/shape_.mode == PlacementMode::relaxed, max_steps, scratch_);
+    }
+    std::vector<bool> done(static_cast<std::size_t>(domains), false);
+    while (true) {
+        const std::int32_t heaviest = placement_.heaviest_gpu(0, shape_.gpus);
+        const std::int32_t k = domains == 1 ? 0 : placement_.node_of_gpu(heaviest);
+        const Domain d = placement_.domain(k);
+        if (done[k]) break;
+        done[k] = true;
+        const double peak = domain_max(placement_, d);
+        if (peak > stop_[k] * (1.0 + kEscapeAbove) || peak > reference)
+            escape_local_optimum(placement_, d, stop_[k], kEscapeRounds, max_steps, scratch_);
+    }
+}
+
+// Step 7: the placement as plan rows; primaries are replica 0, the others follow in slot order.
+void BalancedPlanner::write(LayersOut out) {
+    std::vector<std::int32_t>& next_rank = next_rank_;
+    next_rank.assign(static_cast<std::size_t>(shape_.experts), 1);
+    for (std::int32_t p = 0; p < shape_.slots; ++p) {
+        const std::int32_t e = placement_.expert(p);
+        out.phy2log[p] = e;
+        out.rank[p] = placement_.primary(p) ? 0 : next_rank[e]++;
+    }
+    for (std::int32_t e = 0; e < shape_.experts; ++e) out.logcnt[e] = placement_.count(e);
+}
+
+// Step 5, where repairs left duplicates: plan again from spread_start, keep it when it has fewer
+// (or as few and a lighter peak).
+void BalancedPlanner::spread_out(const double* weight, double reference) {
+    const Placement repaired = placement_;
+    split_.assign(static_cast<std::size_t>(shape_.groups), 0);
+    for (std::int32_t g = 0; g < shape_.groups; ++g) split_[g] = placement_.home_node(g * shape_.group_size);
+    spread_start(weight, shape_, split_, start_phy2log_.data(), start_rank_.data(), start_scratch_);
+    placement_.reset(weight, start_phy2log_.data(), start_rank_.data());
+    repair_and_improve(RepairOrder::release_first, reference);
+    const std::int64_t before = repaired.duplicates(), after = placement_.duplicates();
+    if (after > before || (after == before && placement_.max_load() >= repaired.max_load())) placement_ = repaired;
+}
+
+// True when every domain's mean GPU load is within `budget`.
+bool BalancedPlanner::node_loads_fit(double budget) const {
+    for (std::int32_t k = 0; k < placement_.num_domains(); ++k) {
+        const Domain d = placement_.domain(k);
+        double total = 0.0;
+        for (std::int32_t g = d.first_gpu; g < d.last_gpu; ++g) total += placement_.gpu_load(g);
+        if (total / (d.last_gpu - d.first_gpu) > budget) return false;
+    }
+    return true;
+}
+
+// Step 6: the fewer-moves candidate within the budget; `out` holds the plan made from scratch.
+bool BalancedPlanner::migrate(const double* weight, const std::int64_t* previous, LayersOut out) {
+    const double budget = placement_.max_load() / (1.0 - options_.max_balance_loss) * (1.0 + kSameLoad);
+    relabel_to_previous(shape_, out.phy2log, out.rank, previous, migration_scratch_);
+    const std::int64_t relabelled_moves = moved_slots(out.phy2log, previous, shape_.slots);
+    if (relabelled_moves == 0 || !previous_ranks(shape_, previous, start_rank_.data(), migration_scratch_))
+        return false;
+    placement_.reset(weight, previous, start_rank_.data());
+    if (shape_.mode == PlacementMode::hierarchical && shape_.nodes > 1 && !node_loads_fit(budget)) {
+        // The previous split cannot meet the budget: move the fewest groups that lets it.
+        if (!nearest_feasible_split(weight, shape_, previous_split(migration_scratch_), budget, split_)) return false;
+        rebuild_for_split(weight, shape_, previous_split(migration_scratch_), split_, previous, start_phy2log_.data(),
+                          start_rank_.data());
+        placement_.reset(weight, start_phy2log_.data(), start_rank_.data());
+    }
+    if (shape_.no_duplicates) repair_duplicates(placement_, RepairOrder::swap_first, scratch_);
+    const std::int32_t max_steps = 4 * shape_.slots;
+    for (std::int32_t k = 0; k < placement_.num_domains(); ++k) {
+        const Domain d = placement_.domain(k);
+        improve_placement(placement_, d, budget, /*count_moves=*/true, max_steps, scratch_);
+        if (domain_max(placement_, d) > budget)
+            escape_local_optimum(placement_, d, budget, kEscapeRounds, max_steps, scratch_);
+    }
+    if (placement_.max_load() > budget || placement_.duplicates() > forced_duplicates_) return false;
+    write(LayersOut{start_phy2log_.data(), start_rank_.data(), start_count_.data()});
+    keep_slots(shape_, start_phy2log_.data(), start_rank_.data(), previous, migration_scratch_);
+    if (moved_slots(start_phy2log_.data(), previous, shape_.slots) >= relabelled_moves) return false;
+    std::copy(start_phy2log_.begin(), start_phy2log_.end(), out.phy2log);
+    std::copy(start_rank_.begin(), start_rank_.end(), out.rank);
+    std::copy(start_count_.begin(), start_count_.end(), out.logcnt);
+    return true;
+}
+
+LayerNotes BalancedPlanner::plan_layer(std::int32_t row, const double* weight, const LayerHistory& history,
+                                       const std::int64_t* previous, LayersOut out) {
+    LayerNotes notes;
+    const double reference = load_reference(row, weight);
+    load_start(weight, history);
+    repair_and_improve(RepairOrder::swap_first, reference);
+    if (placement_.max_load() > reference * (1.0 + kSameLoad)) {
+        // Step 5: plan again from the reference, releasing duplicates; keep the better result.
+        const Placement first = placement_;
+        const std::int64_t first_forced = forced_duplicates_;
+        placement_.reset(weight, reference_row_, reference_rank_row_);
+        repair_and_improve(RepairOrder::release_first, reference);
+        if (first.max_load() <= placement_.max_load()) {
+            placement_ = first;
+            forced_duplicates_ = first_forced;
+        }
+    }
+    if (shape_.no_duplicates && placement_.duplicates() > 0) spread_out(weight, reference);
+    forced_duplicates_ = shape_.no_duplicates ? placement_.duplicates() : 0;
+    notes.above_reference = placement_.max_load() > reference * (1.0 + kSameLoad);
+    write(out);
+    if (previous) notes.kept_previous = migrate(weight, previous, out);
+    notes.forced_duplicates = forced_duplicates_;
+    return notes;
+}
+
+void plan_balanced(const at::Tensor& windows, const Topology& topology, const PlanOptions& options,
+                   at::Tensor& phy2log, std::vector<std::int32_t>& rank, at::Tensor& logcnt, PlanReport& report) {
+    const at::Tensor w = planning_load(windows, options);
+    const std::int64_t L = w.size(0), E = w.size(1), R = topology.num_replicas;
+    const auto long_options = at::TensorOptions().dtype(at::kLong);
+    phy2log = at::empty({L, R}, long_options);
+    rank.assign(static_cast<std::size_t>(L * R), 0);
+    logcnt = at::empty({L, E}, long_options);
+    const double* wp = w.data_ptr<double>();
+    std::int64_t* pp = phy2log.data_ptr<std::int64_t>();
+    std::int32_t* rp = rank.data();
+    std::int64_t* cp = logcnt.data_ptr<std::int64_t>();
+    at::Tensor previous;
+    if (options.previous) previous = options.previous->phy2log.contiguous();
+    const std::int64_t* prev = previous.defined() ? previous.data_ptr<std::int64_t>() : nullptr;
+
+    std::vector<LayerNotes> notes(static_cast<std::size_t>(L));
+    // Layers are independent and each writes its own rows: the same result for any thread count.
+    constexpr std::int64_t kBlock = BalancedPlanner::kBlockLayers;
+    at::parallel_for(0, (L + kBlock - 1) / kBlock, /*grain_size=*/2, [&](std::int64_t begin, std::int64_t end) {
+        BalancedPlanner planner(topology, E, options);
+        for (std::int64_t l = begin * kBlock; l < std::min(end * kBlock, L); l += kBlock) {
+            const LayerHistory history{windows.data_ptr<float>() + l * E, windows.size(0), L * E};
+            planner.plan_layers(wp + l * E, static_cast<std::int32_t>(std::min(kBlock, L - l)), history,
+                                prev ? prev + l * R : nullptr, LayersOut{pp + l * R, rp + l * R, cp + l * E},
+                                notes.data() + l);
+        }
+    });
+
+    report = PlanReport{};
+    for (std::int64_t l = 0; l < L; ++l) {
+        const LayerNotes& n = notes[static_cast<std::size_t>(l)];
+        if (n.above_reference) report.above_reference.push_back(l);
+        if (n.kept_previous) report.kept_previous.push_back(l);
+        report.forced_duplicates += n.forced_duplicates;
+    }
+}
+
+}  // namespace eplb::core

@@ -1,0 +1,298 @@
+#include "balanced_search.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace eplb::core {
+namespace {
+
+// A change counts as an improvement only when it lowers a load by more than this relative
+// amount: rounding noise can never make the search cycle.
+constexpr double kRelativeGain = 1e-12;
+// Count moves that take a replica from the heaviest GPU try this many receiving experts: those
+// whose new replica would be lightest.
+constexpr std::int32_t kReceivers = 4;
+// Once a swap is found, the swap search tries this many more GPUs (lightest first: a pair can
+// never do better than the mean of its two loads, so the lightest GPUs are the most promising).
+constexpr std::int32_t kSwapPartners = 4;
+// The iterated local search tries this many perturbations per round, least harmful first.
+constexpr std::int32_t kTrials = 3;
+
+struct Swap {
+    std::int32_t a = -1, b = -1;  // slots on the heavy and on the other GPU
+    double peak = 0.0;            // larger of the two new loads
+};
+
+std::int32_t first_slot(const Placement& pl, std::int32_t gpu) { return gpu * pl.shape().slots_per_gpu; }
+
+// May the replicas in slots a (on GPU ga) and b (on GPU gb) trade places?
+bool swappable(const Placement& pl, std::int32_t a, std::int32_t ga, std::int32_t b, std::int32_t gb) {
+    const std::int32_t ea = pl.expert(a), eb = pl.expert(b);
+    if (ea == eb || !pl.may_host(a, gb) || !pl.may_host(b, ga)) return false;
+    return !pl.shape().no_duplicates || (pl.held(ea, gb) == 0 && pl.held(eb, ga) == 0);
+}
+
+void gpus_by_load(const Placement& pl, const Domain& d, std::vector<std::int32_t>& out) {
+    out.clear();
+    for (std::int32_t g = d.first_gpu; g < d.last_gpu; ++g) out.push_back(g);
+    std::sort(out.begin(), out.end(), [&](std::int32_t a, std::int32_t b) {
+        return pl.gpu_load(a) < pl.gpu_load(b) || (pl.gpu_load(a) == pl.gpu_load(b) && a < b);
+    });
+}
+
+// The best swap between GPU h and another GPU of the domain whose larger new load is below
+// `limit`. GPUs come lightest first; the scan stops where the mean of the pair's loads reaches the
+// best peak found (no later GPU can beat it) or kSwapPartners GPUs after the first swap found.
+Swap best_swap(const Placement& pl, std::int32_t h, const std::vector<std::int32_t>& gpus, double limit) {
+    const std::int32_t S = pl.shape().slots_per_gpu, first_h = first_slot(pl, h);
+    const double load_h = pl.gpu_load(h);
+    Swap best;
+    best.peak = limit;
+    std::int32_t partners_after_found = 0;
+    for (const std::int32_t j : gpus) {
+        const double load_j = pl.gpu_load(j);
+        if (0.5 * (load_h + load_j) >= best.peak) break;
+        if (best.a >= 0 && partners_after_found++ == kSwapPartners) break;
+        if (j == h) continue;
+        const std::int32_t first_j = first_slot(pl, j);
+        const auto [lightest_j, heaviest_j] = std::minmax_element(pl.slot_loads() + first_j, pl.slot_loads() + first_j + S);
+        for (std::int32_t a = first_h; a < first_h + S; ++a) {
+            const double la = pl.slot_load(a);
+            // Rounding is monotone: no slot of j can give a peak below the best when the extreme
+            // differences cannot.
+            if (load_h - (la - *lightest_j) >= best.peak || load_j + (la - *heaviest_j) >= best.peak) continue;
+            for (std::int32_t b = first_j; b < first_j + S; ++b) {
+                const double d = la - pl.slot_load(b);
+                if (d <= 0.0) continue;
+                const double peak = std::max(load_h - d, load_j + d);
+                if (peak >= best.peak || !swappable(pl, a, h, b, j)) continue;
+                best = Swap{a, b, peak};
+            }
+        }
+    }
+    return best;
+}
+
+// Experts of the domain that GPU `gpu` accepts and that may grow, lightest new replica first
+// (w / (c + 1), lower id on ties); at most `limit` of them.
+void lightest_receivers(const Placement& pl, const Domain& d, std::int32_t gpu, std::int32_t limit,
+                        std::vector<std::int32_t>& out) {
+    out.clear();
+    auto lighter = [&](std::int32_t a, std::int32_t b) {
+        const double la = pl.next_replica_load(a), lb = pl.next_replica_load(b);
+        return la < lb || (la == lb && a < b);
+    };
+    for (std::int32_t k = 0; k < d.num_experts; ++k) {
+        const std::int32_t b = d.experts[k];
+        if (!pl.accepts(b, gpu) || !pl.may_grow(b)) continue;
+        if (static_cast<std::int32_t>(out.size()) < limit) {
+            out.insert(std::upper_bound(out.begin(), out.end(), b, lighter), b);
+        } else if (lighter(b, out.back())) {
+            out.pop_back();
+            out.insert(std::upper_bound(out.begin(), out.end(), b, lighter), b);
+        }
+    }
+}
+
+// Count moves that lower GPU h: (i) an expert b on h gets one more replica in a slot elsewhere
+// in the domain (all of b's replicas get lighter); (ii) a replica on h is given to one of the
+// experts whose new replica would be lightest (none of them is on h: h does not accept them).
+CountMove best_count_move(const Placement& pl, std::int32_t h, const Domain& d, double limit,
+                          SearchScratch& scratch) {
+    const std::int32_t S = pl.shape().slots_per_gpu;
+    const double load_h = pl.gpu_load(h);
+    CountMove best;
+    best.peak = limit;
+    auto consider = [&](std::int32_t slot, std::int32_t to) {
+        const double peak = pl.retarget_peak(slot, to, best.peak);
+        if (peak < best.peak) best = CountMove{slot, to, peak};
+    };
+    std::vector<std::int32_t>& givers = scratch.slots;  // slots of the domain that may change hands
+    givers.clear();
+    for (std::int32_t slot = first_slot(pl, d.first_gpu); slot < first_slot(pl, d.last_gpu); ++slot)
+        if (pl.count(pl.expert(slot)) >= 2 && pl.gpu_of(slot) != h && pl.may_release(slot)) givers.push_back(slot);
+    for (std::int32_t s = first_slot(pl, h); s < first_slot(pl, h) + S; ++s) {  // (i)
+        const std::int32_t b = pl.expert(s);
+        if (pl.held(b, h) != 1 || !pl.may_grow(b)) continue;
+        const double grown = pl.next_replica_load(b);
+        if (load_h - (pl.slot_load(s) - grown) >= best.peak) continue;
+        for (const std::int32_t slot : givers) {
+            const std::int32_t j = pl.gpu_of(slot);
+            if (pl.gpu_load(j) - pl.slot_load(slot) + grown >= best.peak) continue;
+            if (pl.expert(slot) == b || !pl.accepts(b, j)) continue;
+            consider(slot, b);
+        }
+    }
+    lightest_receivers(pl, d, h, kReceivers, scratch.candidates);
+    for (std::int32_t slot = first_slot(pl, h); slot < first_slot(pl, h) + S; ++slot) {  // (ii)
+        if (!pl.may_release(slot)) continue;
+        for (const std::int32_t b : scratch.candidates) consider(slot, b);
+    }
+    return best;
+}
+
+// The perturbations tried on GPU h: for each of its releasable slots the least harmful new
+// expert, and for each of its experts the least harmful slot of the domain to grow into.
+void perturbations(const Placement& pl, std::int32_t h, const Domain& d, SearchScratch& scratch,
+                   std::vector<CountMove>& out) {
+    const std::int32_t S = pl.shape().slots_per_gpu;
+    const double inf = std::numeric_limits<double>::infinity();
+    out.clear();
+    // The kReceivers lightest other than a slot's own expert are among the kReceivers + 1 lightest.
+    lightest_receivers(pl, d, h, kReceivers + 1, scratch.candidates);
+    for (std::int32_t s = first_slot(pl, h); s < first_slot(pl, h) + S; ++s) {
+        if (!pl.may_release(s)) continue;
+        CountMove best;
+        best.peak = inf;
+        std::int32_t tried = 0;
+        for (const std::int32_t b : scratch.candidates) {
+            if (b == pl.expert(s)) continue;
+            if (tried++ == kReceivers) break;
+            const double peak = pl.retarget_peak(s, b, best.peak);
+            if (peak < best.peak) best = CountMove{s, b, peak};
+        }
+        if (best.slot >= 0) out.push_back(best);
+    }
+    for (std::int32_t s = first_slot(pl, h); s < first_slot(pl, h) + S; ++s) {
+        const std::int32_t b = pl.expert(s);
+        if (pl.held(b, h) != 1 || !pl.may_grow(b)) continue;
+        CountMove best;
+        best.peak = inf;
+        for (std::int32_t slot = first_slot(pl, d.first_gpu); slot < first_slot(pl, d.last_gpu); ++slot) {
+            const std::int32_t j = pl.gpu_of(slot);
+            if (j == h || pl.expert(slot) == b || !pl.accepts(b, j) || !pl.may_release(slot)) continue;
+            const double peak = pl.retarget_peak(slot, b, best.peak);
+            if (peak < best.peak) best = CountMove{slot, b, peak};
+        }
+        if (best.slot >= 0) out.push_back(best);
+    }
+}
+
+}  // namespace
+
+double domain_max(const Placement& pl, const Domain& d) { return pl.gpu_load(pl.heaviest_gpu(d.first_gpu, d.last_gpu)); }
+
+// Moves GPU g to its place in `gpus` (ascending load, lower id on ties) after its load changed.
+void reposition(const Placement& pl, std::vector<std::int32_t>& gpus, std::int32_t g) {
+    auto before = [&](std::int32_t a, std::int32_t b) {
+        return pl.gpu_load(a) < pl.gpu_load(b) || (pl.gpu_load(a) == pl.gpu_load(b) && a < b);
+    };
+    auto it = std::find(gpus.begin(), gpus.end(), g);
+    gpus.erase(it);
+    gpus.insert(std::lower_bound(gpus.begin(), gpus.end(), g, before), g);
+}
+
+std::int32_t improve_placement(Placement& pl, const Domain& d, double stop_load, bool count_moves,
+                               std::int32_t max_steps, SearchScratch& scratch) {
+    std::vector<std::int32_t>& gpus = scratch.gpus;
+    gpus_by_load(pl, d, gpus);
+    std::int32_t steps = 0;
+    while (steps < max_steps) {
+        const double load_h = pl.gpu_load(gpus.back());
+        if (load_h <= stop_load) break;
+        // The heaviest GPU with the lowest id among those tied at the top.
+        auto top = std::lower_bound(gpus.begin(), gpus.end(), load_h,
+                                    [&](std::int32_t g, double v) { return pl.gpu_load(g) < v; });
+        const std::int32_t h = *top;
+        const double limit = load_h * (1.0 - kRelativeGain);
+        const Swap swap = best_swap(pl, h, gpus, limit);
+        if (swap.a >= 0) {
+            pl.swap_slots(swap.a, swap.b);
+            reposition(pl, gpus, h);
+            reposition(pl, gpus, pl.gpu_of(swap.b));
+        } else {
+            const CountMove move = count_moves ? best_count_move(pl, h, d, limit, scratch) : CountMove{};
+            if (move.slot < 0) break;
+            pl.retarget(move.slot, move.expert);
+            gpus_by_load(pl, d, gpus);
+        }
+        ++steps;
+    }
+    return steps;
+}
+
+std::int32_t escape_local_optimum(Placement& pl, const Domain& d, double stop_load, std::int32_t rounds,
+                                  std::int32_t max_steps, SearchScratch& scratch) {
+    std::int32_t improved = 0;
+    for (std::int32_t round = 0; round < rounds; ++round) {
+        const double before = domain_max(pl, d);
+        if (before <= stop_load) break;
+        bool kept = false;
+        std::vector<CountMove>& moves = scratch.moves;
+        perturbations(pl, pl.heaviest_gpu(d.first_gpu, d.last_gpu), d, scratch, moves);
+        std::stable_sort(moves.begin(), moves.end(), [](const CountMove& a, const CountMove& b) { return a.peak < b.peak; });
+        if (moves.size() > static_cast<std::size_t>(kTrials)) moves.resize(static_cast<std::size_t>(kTrials));
+        const std::size_t mark = pl.checkpoint();
+        for (const CountMove& move : moves) {
+            pl.retarget(move.slot, move.expert);
+            improve_placement(pl, d, stop_load, /*count_moves=*/true, max_steps, scratch);
+            if (domain_max(pl, d) < before * (1.0 - kRelativeGain)) {
+                kept = true;
+                break;
+            }
+            pl.rollback(mark);
+        }
+        pl.commit();
+        if (!kept) break;
+        ++improved;
+    }
+    return improved;
+}
+
+namespace {
+
+// Swaps the extra replica in `slot` (GPU g) away, keeping the larger of the two loads lowest.
+bool swap_away(Placement& pl, const Domain& d, std::int32_t slot, std::int32_t g) {
+    Swap best;
+    best.peak = std::numeric_limits<double>::infinity();
+    for (std::int32_t t = first_slot(pl, d.first_gpu); t < first_slot(pl, d.last_gpu); ++t) {
+        const std::int32_t j = pl.gpu_of(t);
+        if (j == g) continue;
+        const double diff = pl.slot_load(slot) - pl.slot_load(t);
+        const double peak = std::max(pl.gpu_load(g) - diff, pl.gpu_load(j) + diff);
+        if (peak < best.peak && swappable(pl, slot, g, t, j)) best = Swap{slot, t, peak};
+    }
+    if (best.a < 0) return false;
+    pl.swap_slots(best.a, best.b);
+    return true;
+}
+
+// Gives `slot` (GPU g) to the receiver, among those whose new replica would be lightest, that
+// keeps the largest load it touches lowest.
+bool release(Placement& pl, const Domain& d, std::int32_t slot, std::int32_t g, SearchScratch& scratch) {
+    if (!pl.may_release(slot)) return false;
+    lightest_receivers(pl, d, g, kReceivers, scratch.candidates);
+    CountMove best;
+    best.peak = std::numeric_limits<double>::infinity();
+    for (const std::int32_t b : scratch.candidates) {
+        const double peak = pl.retarget_peak(slot, b, best.peak);
+        if (peak < best.peak) best = CountMove{slot, b, peak};
+    }
+    if (best.slot < 0) return false;
+    pl.retarget(best.slot, best.expert);
+    return true;
+}
+
+}  // namespace
+
+std::int64_t repair_duplicates(Placement& pl, RepairOrder order, SearchScratch& scratch) {
+    const LayerShape& shape = pl.shape();
+    const std::int32_t S = shape.slots_per_gpu;
+    for (std::int32_t k = 0; k < pl.num_domains(); ++k) {
+        const Domain d = pl.domain(k);
+        for (std::int32_t g = d.first_gpu; g < d.last_gpu; ++g) {
+            for (std::int32_t s = g * S; s < (g + 1) * S; ++s) {
+                const std::int32_t e = pl.expert(s);
+                if (pl.held(e, g) < 2 || (pl.primary(s) && shape.mode == PlacementMode::relaxed)) continue;
+                if (order == RepairOrder::swap_first) {
+                    if (!swap_away(pl, d, s, g)) release(pl, d, s, g, scratch);
+                } else {
+                    if (!release(pl, d, s, g, scratch)) swap_away(pl, d, s, g);
+                }
+            }
+        }
+    }
+    return pl.duplicates();
+}
+
+}  // namespace eplb::core

@@ -1,0 +1,64 @@
+// The balanced policy's repair and local search on one layer's Placement (issue 6).
+//
+// Both only make changes the mode allows (Placement::may_host / accepts), and never create a
+// duplicate when duplicates are forbidden. Two kinds of change:
+// - a *swap* exchanges the replicas of two slots on different GPUs (replica counts unchanged);
+// - a *count move* gives a slot holding a replica of expert a (c_a >= 2) to expert b instead:
+//   c_a - 1, c_b + 1, and every GPU holding a or b changes load.
+// The search works on one Domain at a time (a node's GPUs and experts for hierarchical plans).
+#pragma once
+
+#include "balanced_placement.hpp"
+
+#include <cstdint>
+#include <vector>
+
+namespace eplb::core {
+
+/// A count move: `slot` given to `expert`; `peak` is the largest new load among the GPUs it touches.
+struct CountMove {
+    std::int32_t slot = -1, expert = -1;
+    double peak = 0.0;
+};
+
+/// Reusable buffers of the search.
+struct SearchScratch {
+    std::vector<CountMove> moves;          // perturbations of the iterated local search
+    std::vector<std::int32_t> gpus;        // a domain's GPUs by ascending load
+    std::vector<std::int32_t> candidates;  // experts to try in a count move
+    std::vector<std::int32_t> slots;       // slots that may change hands in a count move
+};
+
+/// How repair_duplicates removes an extra replica of an expert on a GPU.
+enum class RepairOrder {
+    swap_first,     ///< swap it with a replica of another GPU; a count move only where no swap is allowed
+    release_first,  ///< give its slot to another expert (count move); a swap only where that is not allowed
+};
+
+/// Removes duplicates, each change chosen to keep the largest load it touches lowest (count
+/// moves go to the experts whose new replica would be lightest). Returns the duplicates left
+/// (only when the topology makes them unavoidable).
+std::int64_t repair_duplicates(Placement& placement, RepairOrder order, SearchScratch& scratch);
+
+/// Local search on a domain: while its heaviest GPU h (first index on ties) is above
+/// `stop_load`, apply the swap (or, when no swap helps and `count_moves` is set, the count move)
+/// that lowers h and keeps every GPU it touches below h's old load, choosing the change whose
+/// largest new load is smallest. Stops when nothing helps or after `max_steps` changes. Every
+/// change strictly lowers the sorted vector of GPU loads, so the search cannot cycle. Returns the
+/// number of changes made.
+std::int32_t improve_placement(Placement& placement, const Domain& domain, double stop_load, bool count_moves,
+                               std::int32_t max_steps, SearchScratch& scratch);
+
+/// Iterated local search on a domain, for when improve_placement is stuck above `stop_load`: for
+/// up to `rounds` rounds, takes the count moves that take a replica from the heaviest GPU or give
+/// one of its experts another replica (for each, the least harmful one, even when it raises the
+/// peak), tries the three least harmful, each followed by improve_placement (with count moves),
+/// and keeps the first result whose heaviest GPU is lighter than before; otherwise rolls the
+/// placement back (Placement::rollback). Returns the rounds that improved.
+std::int32_t escape_local_optimum(Placement& placement, const Domain& domain, double stop_load, std::int32_t rounds,
+                                  std::int32_t max_steps, SearchScratch& scratch);
+
+/// Largest GPU load of a domain.
+double domain_max(const Placement& placement, const Domain& domain);
+
+}  // namespace eplb::core

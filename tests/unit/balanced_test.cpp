@@ -1,0 +1,347 @@
+// The balanced policy: no duplicates, never above deepseek in the same mode, the modes' rules,
+// planning from a history, migration-aware planning and determinism.
+#include "core/balanced_history.hpp"
+#include "support/plan_checks.hpp"
+#include "support/random_cases.hpp"
+#include "support/synthetic_series.hpp"
+
+#include <eplb/errors.hpp>
+#include <eplb/metrics.hpp>
+#include <eplb/rebalance.hpp>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace eplb {
+namespace {
+
+const std::vector<PlacementMode> kModes{PlacementMode::hierarchical, PlacementMode::global, PlacementMode::relaxed};
+
+PlanOptions balanced(PlacementMode mode) {
+    PlanOptions o;
+    o.mode = mode;
+    return o;
+}
+
+// deepseek in the mode a balanced plan is compared with: relaxed plans with hierarchical ones
+// (every hierarchical plan is a relaxed plan).
+Plan deepseek_in(const at::Tensor& w, const Topology& t, PlacementMode mode) {
+    PlanOptions o;
+    o.policy = Policy::deepseek;
+    o.mode = mode == PlacementMode::global ? PlacementMode::global : PlacementMode::hierarchical;
+    return rebalance(w, t, o);
+}
+
+bool same_maps(const Plan& a, const Plan& b) {
+    return at::equal(a.phy2log, b.phy2log) && at::equal(a.log2phy, b.log2phy) && at::equal(a.logcnt, b.logcnt);
+}
+
+// True when a plan without duplicates exists: every expert fits on distinct GPUs it may use.
+bool duplicate_free_possible(const Topology& t, std::int64_t experts, PlacementMode mode) {
+    if (mode == PlacementMode::hierarchical && t.is_hierarchical())
+        return t.slots_per_node() <= experts / t.num_nodes * t.gpus_per_node();
+    return t.num_replicas <= experts * t.num_gpus;
+}
+
+std::string where(const test::RandomCase& c, PlacementMode mode) { return c.label + " mode " + to_string(mode); }
+
+TEST(Balanced, HoldsNoDuplicatesWhereTheTopologyAllows) {
+    for (const test::RandomCase& c : test::random_cases(0xD0'0B, 200))
+        for (const PlacementMode mode : kModes) {
+            PlanReport report;
+            const Plan plan = rebalance(c.weight, c.topology, balanced(mode), &report);
+            ASSERT_NO_THROW(plan.validate()) << where(c, mode);
+            const std::int64_t dups = layer_duplicates(plan, c.topology).sum().item<std::int64_t>();
+            EXPECT_EQ(dups, report.forced_duplicates) << where(c, mode);
+            if (duplicate_free_possible(c.topology, c.weight.size(1), mode)) {
+                EXPECT_EQ(dups, 0) << where(c, mode);
+            }
+        }
+}
+
+// Every layer whose max GPU load exceeds deepseek's is reported, and only layers where deepseek's
+// plan holds duplicates can be.
+void expect_not_above_deepseek(const at::Tensor& w, const Topology& t, PlacementMode mode, const std::string& label,
+                               std::int64_t& exceptions) {
+    PlanReport report;
+    const Plan plan = rebalance(w, t, balanced(mode), &report);
+    const Plan reference = deepseek_in(w, t, mode);
+    const PlanMetrics ours = evaluate(plan, w, t, BoundKind::global);
+    const PlanMetrics theirs = evaluate(reference, w, t, BoundKind::global);
+    const std::set<std::int64_t> reported(report.above_reference.begin(), report.above_reference.end());
+    for (std::size_t l = 0; l < ours.max_gpu_load.size(); ++l) {
+        const bool above = ours.max_gpu_load[l] > theirs.max_gpu_load[l] * (1.0 + 1e-9);
+        EXPECT_EQ(above, reported.count(static_cast<std::int64_t>(l)) == 1)
+            << label << " layer " << l << ": " << ours.max_gpu_load[l] << " vs deepseek " << theirs.max_gpu_load[l];
+        if (above) {
+            EXPECT_GT(theirs.duplicates[l], 0) << label << " layer " << l;
+        }
+        exceptions += above;
+    }
+}
+
+TEST(Balanced, NeverAboveDeepseekInTheSameModeExceptWhereDuplicatesHelpIt) {
+    std::int64_t exceptions = 0, layers = 0;
+    for (const test::RandomCase& c : test::random_cases(0xA8'0E, 200))
+        for (const PlacementMode mode : kModes) {
+            expect_not_above_deepseek(c.weight, c.topology, mode, where(c, mode), exceptions);
+            layers += c.weight.size(0);
+        }
+    std::cout << "[          ] layers above deepseek (its plan holds duplicates there): " << exceptions << " of "
+              << layers << "\n";
+    RecordProperty("layers_above_deepseek", static_cast<int>(exceptions));
+}
+
+TEST(Balanced, GroupsStayHomeInHierarchicalModeAndPrimariesInRelaxedMode) {
+    for (const test::RandomCase& c : test::random_cases(0x40'4E, 150)) {
+        if (!c.topology.is_hierarchical()) continue;
+        const Plan h = rebalance(c.weight, c.topology, balanced(PlacementMode::hierarchical));
+        test::expect_groups_stay_on_their_node(h, c.topology, c.label);
+        const at::Tensor w = c.weight.to(at::kDouble);
+        EXPECT_DOUBLE_EQ(node_locality(h, w, c.topology), 1.0) << c.label;
+        const Plan r = rebalance(c.weight, c.topology, balanced(PlacementMode::relaxed));
+        test::expect_primaries_on_their_home_node(r, c.topology, c.label);
+    }
+}
+
+TEST(Balanced, EveryModePlansGloballyWhenTheTopologyIsNotHierarchical) {
+    int seen = 0;
+    for (const test::RandomCase& c : test::random_cases(0x61'0B, 150)) {
+        if (c.topology.is_hierarchical()) continue;
+        ++seen;
+        const Plan global = rebalance(c.weight, c.topology, balanced(PlacementMode::global));
+        EXPECT_TRUE(same_maps(global, rebalance(c.weight, c.topology, balanced(PlacementMode::hierarchical)))) << c.label;
+        EXPECT_TRUE(same_maps(global, rebalance(c.weight, c.topology, balanced(PlacementMode::relaxed)))) << c.label;
+    }
+    EXPECT_GT(seen, 10);
+}
+
+TEST(Balanced, RelaxedPlansServeTokensAwayFromHomeWhereItHelps) {
+    // Group 0 (node 0) carries almost all the load: relaxed plans offload it, hierarchical cannot.
+    const Topology t{24, 2, 2, 4};
+    at::Tensor w = at::ones({1, 16}, at::kFloat);
+    for (int e = 0; e < 8; ++e) w[0][e] = 100.0f;
+    const PlanMetrics h = evaluate(rebalance(w, t, balanced(PlacementMode::hierarchical)), w, t, BoundKind::global);
+    const PlanMetrics r = evaluate(rebalance(w, t, balanced(PlacementMode::relaxed)), w, t, BoundKind::global);
+    EXPECT_LT(r.max_gpu_load[0], h.max_gpu_load[0] * 0.8);
+    EXPECT_LT(r.aggregate_node_locality, 1.0);
+    EXPECT_DOUBLE_EQ(h.aggregate_node_locality, 1.0);
+}
+
+TEST(Balanced, AllowDuplicatesGivesValidPlansNeverAboveDeepseek) {
+    for (const test::RandomCase& c : test::random_cases(0xA1'10, 100)) {
+        PlanOptions o = balanced(PlacementMode::hierarchical);
+        o.allow_duplicates = true;
+        PlanReport report;
+        const Plan plan = rebalance(c.weight, c.topology, o, &report);
+        ASSERT_NO_THROW(plan.validate()) << c.label;
+        EXPECT_TRUE(report.above_reference.empty()) << c.label;
+        EXPECT_EQ(report.forced_duplicates, 0) << c.label;
+    }
+}
+
+TEST(Balanced, IsDeterministicAcrossRunsAndThreadCounts) {
+    test::SeriesShape shape;
+    shape.windows = 3;
+    const at::Tensor series = test::synthetic_series(shape);
+    const Topology t{288, 8, 4, 32};
+    const int threads = at::get_num_threads();
+    for (const PlacementMode mode : kModes) {
+        PlanOptions o = balanced(mode);
+        const Plan previous = rebalance(series[0], t, o);
+        o.previous = &previous;
+        at::set_num_threads(1);
+        const Plan one = rebalance(series.slice(0, 1, 3), t, o);
+        at::set_num_threads(4);
+        const Plan four = rebalance(series.slice(0, 1, 3), t, o);
+        const Plan again = rebalance(series.slice(0, 1, 3), t, o);
+        EXPECT_TRUE(same_maps(one, four)) << to_string(mode);
+        EXPECT_TRUE(same_maps(four, again)) << to_string(mode);
+    }
+    at::set_num_threads(threads);
+}
+
+// ---- history -----------------------------------------------------------------------------
+
+TEST(BalancedHistory, TheMeanOfWindowsPlansLikeTheirMean) {
+    std::mt19937_64 rng(11);
+    const at::Tensor w = at::round(test::random_loads(rng, 6, 64, test::LoadPattern::uniform));
+    const at::Tensor d = at::round(w / 4);
+    const at::Tensor windows = at::stack({w + d, w - d});  // mean exactly w
+    const Topology t{80, 8, 2, 16};
+    for (const PlacementMode mode : kModes) {
+        EXPECT_TRUE(same_maps(rebalance(windows, t, balanced(mode)), rebalance(w, t, balanced(mode)))) << to_string(mode);
+        PlanOptions ema = balanced(mode);
+        ema.aggregation = HistoryAggregation::ema;
+        ema.ema_decay = 1.0;  // equal weights: the mean again
+        EXPECT_TRUE(same_maps(rebalance(windows, t, ema), rebalance(w, t, balanced(mode)))) << to_string(mode);
+    }
+    EXPECT_TRUE(same_maps(rebalance(w.unsqueeze(0), t, balanced(PlacementMode::global)),
+                          rebalance(w, t, balanced(PlacementMode::global))));
+}
+
+TEST(BalancedHistory, AggregationsFollowTheirFormulas) {
+    // Two windows of one layer, three experts; window 1 is the newest.
+    const at::Tensor windows = at::tensor({1.0f, 4.0f, 0.0f, 3.0f, 0.0f, 1.0f}).view({2, 1, 3});
+    PlanOptions o;
+    o.aggregation = HistoryAggregation::mean;
+    EXPECT_TRUE(at::equal(core::planning_load(windows, o), at::tensor({2.0, 2.0, 0.5}, at::kDouble).view({1, 3})));
+    o.aggregation = HistoryAggregation::ema;
+    o.ema_decay = 0.5;  // weights 0.5 (older) and 1 (newer), over 1.5
+    EXPECT_TRUE(at::allclose(core::planning_load(windows, o),
+                             at::tensor({7.0 / 3, 4.0 / 3, 2.0 / 3}, at::kDouble).view({1, 3})));
+}
+
+TEST(BalancedHistory, ReferencePoliciesPlanTheSumOfTheWindows) {
+    std::mt19937_64 rng(5);
+    const at::Tensor a = at::round(test::random_loads(rng, 3, 64, test::LoadPattern::uniform));
+    const at::Tensor b = at::round(test::random_loads(rng, 3, 64, test::LoadPattern::skewed));
+    const Topology t{80, 8, 2, 16};
+    for (const Policy p : {Policy::deepseek, Policy::seed}) {
+        PlanOptions o;
+        o.policy = p;
+        EXPECT_TRUE(same_maps(rebalance(at::stack({a, b}), t, o), rebalance(a + b, t, p))) << to_string(p);
+    }
+}
+
+TEST(BalancedHistory, RejectsBadWindows) {
+    const Topology t{80, 8, 2, 16};
+    EXPECT_THROW(rebalance(at::ones({0, 2, 64}), t, PlanOptions{}), LoadError);
+    at::Tensor w = at::ones({2, 2, 64});
+    w[1][0][3] = -1.0;
+    try {
+        rebalance(w, t, PlanOptions{});
+        ADD_FAILURE() << "no exception";
+    } catch (const LoadError& e) {
+        EXPECT_NE(std::string(e.what()).find("weight[1][0][3]"), std::string::npos) << e.what();
+    }
+}
+
+// ---- migration ---------------------------------------------------------------------------
+
+TEST(BalancedMigration, APlanThatIsStillBestMovesNothing) {
+    std::mt19937_64 rng(21);
+    const at::Tensor w = test::random_loads(rng, 4, 64, test::LoadPattern::skewed);
+    const Topology t{80, 8, 2, 16};
+    for (const PlacementMode mode : kModes) {
+        PlanOptions o = balanced(mode);
+        const Plan first = rebalance(w, t, o);
+        o.previous = &first;
+        const Plan second = rebalance(w, t, o);
+        EXPECT_EQ(migration(first, second, t).total_moved_slots(), 0) << to_string(mode);
+    }
+}
+
+// The synthetic drifting series: `windows` windows of `layers` layers x 64 experts.
+at::Tensor series_of_64_experts(std::int64_t windows, std::int64_t layers) {
+    test::SeriesShape shape;
+    shape.windows = windows;
+    shape.layers = layers;
+    shape.experts = 64;
+    return test::synthetic_series(shape);
+}
+
+// Consecutive plans of a drifting series, each from its last 4 windows: at most half the moved
+// replicas of planning from scratch, every layer within the allowed balance loss, and experts that
+// stay on a GPU keep their slots.
+TEST(BalancedMigration, ConsecutiveWindowsMoveFarFewerReplicasWithinTheBalanceBudget) {
+    const std::int64_t windows = 9;
+    const at::Tensor series = series_of_64_experts(windows, 6);
+    const Topology t{80, 8, 2, 16};
+    for (const PlacementMode mode : kModes) {
+        PlanOptions o = balanced(mode);
+        Plan deployed = rebalance(series.slice(0, 0, 4), t, o);
+        std::int64_t scratch_moves = 0, aware_moves = 0;
+        for (std::int64_t i = 4; i < windows; ++i) {
+            const at::Tensor history = series.slice(0, i - 3, i + 1), w = history.mean(0);
+            o.previous = nullptr;
+            const Plan scratch = rebalance(history, t, o);
+            o.previous = &deployed;
+            const Plan aware = rebalance(history, t, o);
+            ASSERT_NO_THROW(aware.validate());
+            EXPECT_EQ(layer_duplicates(aware, t).sum().item<std::int64_t>(), 0);
+            const PlanMetrics s = evaluate(scratch, w, t, BoundKind::global);
+            const PlanMetrics a = evaluate(aware, w, t, BoundKind::global);
+            for (std::size_t l = 0; l < s.max_gpu_load.size(); ++l)
+                EXPECT_LE(a.max_gpu_load[l], s.max_gpu_load[l] / (1.0 - o.max_balance_loss) * (1.0 + 1e-9))
+                    << to_string(mode) << " window " << i << " layer " << l;
+            scratch_moves += migration(deployed, scratch, t).total_moved_slots();
+            aware_moves += migration(deployed, aware, t).total_moved_slots();
+            if (mode == PlacementMode::hierarchical) test::expect_groups_stay_on_their_node(aware, t, "migration");
+            if (mode == PlacementMode::relaxed) test::expect_primaries_on_their_home_node(aware, t, "migration");
+            // An expert on the same GPU before and after holds a slot it held before.
+            const std::int64_t R = t.num_replicas, S = t.slots_per_gpu();
+            for (std::int64_t l = 0; l < aware.num_layers(); ++l)
+                for (std::int64_t p = 0; p < R; ++p) {
+                    const std::int64_t e = aware.phy2log[l][p].item<std::int64_t>();
+                    bool before_on_gpu = false, kept_slot = false;
+                    for (std::int64_t q = p / S * S; q < p / S * S + S; ++q) {
+                        before_on_gpu |= deployed.phy2log[l][q].item<std::int64_t>() == e;
+                        kept_slot |= deployed.phy2log[l][q].item<std::int64_t>() == e &&
+                                     aware.phy2log[l][q].item<std::int64_t>() == e;
+                    }
+                    if (before_on_gpu) {
+                        EXPECT_TRUE(kept_slot) << "layer " << l << " slot " << p << " expert " << e;
+                    }
+                }
+            deployed = aware;
+        }
+        EXPECT_LE(aware_moves * 2, scratch_moves) << to_string(mode);
+    }
+}
+
+TEST(BalancedMigration, WithoutBalanceLossThePlanIsAsBalancedAsFromScratch) {
+    const at::Tensor series = series_of_64_experts(2, 4);
+    const Topology t{80, 8, 2, 16};
+    PlanOptions o = balanced(PlacementMode::hierarchical);
+    const Plan previous = rebalance(series[0], t, o);
+    const Plan scratch = rebalance(series[1], t, o);
+    o.previous = &previous;
+    o.max_balance_loss = 0.0;
+    const Plan aware = rebalance(series[1], t, o);
+    const PlanMetrics s = evaluate(scratch, series[1], t, BoundKind::global);
+    const PlanMetrics a = evaluate(aware, series[1], t, BoundKind::global);
+    for (std::size_t l = 0; l < s.max_gpu_load.size(); ++l)
+        EXPECT_LE(a.max_gpu_load[l], s.max_gpu_load[l] * (1.0 + 1e-9)) << "layer " << l;
+    EXPECT_LE(migration(previous, aware, t).total_moved_slots(), migration(previous, scratch, t).total_moved_slots());
+}
+
+TEST(BalancedMigration, RejectsPreviousPlansThatDoNotFit) {
+    std::mt19937_64 rng(2);
+    const at::Tensor w = test::random_loads(rng, 2, 64, test::LoadPattern::uniform);
+    const Topology t{80, 8, 2, 16};
+    const Plan other_layers = rebalance(test::random_loads(rng, 3, 64, test::LoadPattern::uniform), t, Policy::balanced);
+    PlanOptions o;
+    o.previous = &other_layers;
+    EXPECT_THROW(rebalance(w, t, o), PlanError);
+    const Plan fitting = rebalance(w, t, Policy::balanced);
+    o.previous = &fitting;
+    o.policy = Policy::deepseek;
+    EXPECT_THROW(rebalance(w, t, o), UsageError);
+}
+
+TEST(Balanced, ValidatesItsOptions) {
+    std::mt19937_64 rng(3);
+    const at::Tensor w = test::random_loads(rng, 2, 64, test::LoadPattern::uniform);
+    const Topology t{80, 8, 2, 16};
+    PlanOptions o;
+    o.ema_decay = 0.0;
+    EXPECT_THROW(rebalance(w, t, o), UsageError);
+    o = PlanOptions{};
+    o.max_balance_loss = 1.0;
+    EXPECT_THROW(rebalance(w, t, o), UsageError);
+    o = PlanOptions{};
+    o.policy = Policy::seed;
+    o.mode = PlacementMode::relaxed;
+    EXPECT_THROW(rebalance(w, t, o), UsageError);
+    EXPECT_EQ(parse_placement_mode("relaxed"), PlacementMode::relaxed);
+    EXPECT_EQ(parse_history_aggregation("ema"), HistoryAggregation::ema);
+    EXPECT_THROW(parse_placement_mode("local"), UsageError);
+    EXPECT_THROW(parse_history_aggregation("median"), UsageError);
+}
+
+}  // namespace
+}  // namespace eplb

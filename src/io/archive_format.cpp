@@ -123,9 +123,15 @@ void require_archive(const H5::H5File& file, const std::string& path) {
         throw FormatError(path + ": not an eplb plan archive (the root attribute 'format' is not '" +
                           std::string(kArchiveFormat) + "')");
     const std::int64_t version = read_int_attribute(file, "format_version", path);
-    if (version > kArchiveFormatVersion)
-        throw FormatError(path + ": archive format_version " + std::to_string(version) + " is newer than this eplb reads (" +
-                          std::to_string(kArchiveFormatVersion) + ")");
+    if (version != kArchiveFormatVersion) {
+        const std::string writer =
+            has_attribute(file, "eplb_version") ? read_string_attribute(file, "eplb_version", path) : "unknown";
+        throw FormatError(path + ": archive format_version " + std::to_string(version) + " (written by eplb " + writer +
+                          "); this eplb reads format_version " + std::to_string(kArchiveFormatVersion) +
+                          (version < kArchiveFormatVersion
+                               ? ", which added node locality and deployed plans: plan the inputs again with this eplb"
+                               : ": use an eplb at least as new as the one that wrote it"));
+    }
     for (const char* name : {"plans", "index", "failures"})
         if (!has_child(file, name)) throw FormatError(path + ": no '/" + std::string(name) + "' in the archive");
 }

@@ -19,7 +19,9 @@
 namespace eplb::io {
 
 inline constexpr const char* kArchiveFormat = "eplb plan archive";
-inline constexpr std::int64_t kArchiveFormatVersion = 1;
+/// Version 2 added node locality (per layer and aggregate) and the deployed plan of migration-aware
+/// plans; version 1 archives lack those fields and are refused with a message saying so.
+inline constexpr std::int64_t kArchiveFormatVersion = 2;
 
 /// Writes the root attributes and the /plans group of a new archive; returns /plans.
 H5::Group start_archive(const H5::H5File& file, const std::string& path);

@@ -128,7 +128,7 @@ TEST(Archive, RoundTripsEveryField) {
     write_archive(dir / "a.h5", records, {{"bad.json", "", "", "bad.json: the file is empty"}});
     EXPECT_FALSE(fs::exists(dir / "a.h5.parts"));
     const ArchiveReader archive(dir / "a.h5");
-    EXPECT_EQ(archive.format_version(), 1);
+    EXPECT_EQ(archive.format_version(), io::kArchiveFormatVersion);
     for (const PlanRecord& r : records) expect_same_record(archive.read_plan(r.id), r);
     const std::vector<PlanSummary> index = archive.plans();
     ASSERT_EQ(index.size(), 3u);
@@ -366,6 +366,28 @@ TEST(ArchiveReader, ResolvesPrefixesAndRejectsOtherFiles) {
         FAIL() << "a snapshot opened as an archive";
     } catch (const FormatError& e) {
         EXPECT_NE(std::string(e.what()).find("not an eplb plan archive"), std::string::npos) << e.what();
+    }
+}
+
+TEST(ArchiveReader, RefusesOtherFormatVersionsSayingWhy) {
+    TempDir dir;
+    write_archive(dir / "a.h5", fixture_records());
+    for (const std::int64_t version : {io::kArchiveFormatVersion - 1, io::kArchiveFormatVersion + 1}) {
+        {
+            H5::H5File file(dir / "a.h5", H5F_ACC_RDWR);
+            file.removeAttr("format_version");
+            io::write_attribute(file, "format_version", version, "a.h5");
+        }
+        try {
+            ArchiveReader old(dir / "a.h5");
+            FAIL() << "format_version " << version << " was read";
+        } catch (const FormatError& e) {
+            const std::string what = e.what();
+            EXPECT_NE(what.find("format_version " + std::to_string(version) + " (written by eplb "), std::string::npos) << what;
+            EXPECT_NE(what.find(version < io::kArchiveFormatVersion ? "plan the inputs again" : "at least as new"),
+                      std::string::npos)
+                << what;
+        }
     }
 }
 

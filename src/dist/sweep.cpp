@@ -116,13 +116,15 @@ public:
           size_(dist::size_of(MPI_COMM_WORLD)),
           local_rank_(dist::local_rank()) {}
 
-    // Items [begin, end), in order, in batches of consecutive windows of one chain.
+    // Items [begin, end), in order, in batches of consecutive windows of one chain (a resumed
+    // sweep leaves gaps where windows were finished before: a batch stops at a gap, so that each
+    // plan's previous plan is the window right before it).
     void run_range(const std::vector<WorkItem>& items, std::size_t begin, std::size_t end) {
         std::size_t i = begin;
         while (i < end && !stats_.fatal) {
             std::size_t j = i + 1;
             std::int64_t layers = items[i].num_layers;
-            while (j < end && items[j].same_chain(items[i]) && layers + items[j].num_layers <= config_.batch_layers)
+            while (j < end && items[j].follows(items[j - 1]) && layers + items[j].num_layers <= config_.batch_layers)
                 layers += items[j++].num_layers;
             const bool planned = plan_batch(items, i, j);
             // After a failure, the rest of the chain fails the same way: it is not tried again.

@@ -45,6 +45,9 @@ struct WorkItem {
     bool same_chain(const WorkItem& other) const {
         return input == other.input && topology == other.topology && policy == other.policy;
     }
+    /// Whether this item is the window right after `before` in the same chain (its plan is the
+    /// previous plan of this item's migration metrics).
+    bool follows(const WorkItem& before) const { return same_chain(before) && window == before.window + 1; }
 };
 
 /// An estimate of the work of planning, scoring and writing one window of L layers, E experts and

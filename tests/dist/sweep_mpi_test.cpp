@@ -264,7 +264,10 @@ TEST(Sweep, ResumeFinishesAnInterruptedRunAndSkipsWhatItFinished) {
             s.checkpoint = SweepInput{f.name, ""}.checkpoint();
             const std::vector<PlanRecord> r = plan_windows(s, ReadOptions{Windowing::parse("each"), 0, {}},
                                                            plan_request(Topology{48, 4, 2, 8}, Policy::seed), "killed");
-            some.insert(some.end(), r.begin(), r.begin() + 2);
+            // Windows in the middle of each input, so that what is left has gaps (a.h5: 0 and 3;
+            // b.h5: 0 and 2) and window 3's previous plan is window 2's, not 0's.
+            some.push_back(r[1]);
+            if (r.size() > 3) some.push_back(r[2]);
         }
         interrupted.add(some);
     }
@@ -275,8 +278,8 @@ TEST(Sweep, ResumeFinishesAnInterruptedRunAndSkipsWhatItFinished) {
     const SweepSummary resumed = run_sweep(config);
     EXPECT_EQ(resumed.exit_code, sweep_exit::ok);
     if (world_rank() != 0) return;
-    EXPECT_EQ(resumed.already_done, 4);
-    EXPECT_EQ(resumed.planned, resumed.items - 4);
+    EXPECT_EQ(resumed.already_done, 3);
+    EXPECT_EQ(resumed.planned, resumed.items - 3);
     EXPECT_EQ(differences(dir / "sweep.h5", dir / "reference.h5"), "");
 }
 

@@ -12,6 +12,15 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr std::int64_t kNone = -1;
 
+// One column of a table: `field` of every row.
+template <typename Row, typename T>
+std::vector<T> column(const std::vector<Row>& rows, T Row::*field) {
+    std::vector<T> out;
+    out.reserve(rows.size());
+    for (const Row& row : rows) out.push_back(row.*field);
+    return out;
+}
+
 // ---- aggregates: the same seven fields in-sample ("") and next-window ("next_") -------------
 
 void write_aggregates(const H5::Group& g, const std::string& prefix, const std::optional<Aggregates>& a,
@@ -270,30 +279,22 @@ PlanRecord read_plan_group(const H5::Group& plans, const std::string& id, const 
 void write_index(const H5::Group& root, const std::vector<PlanSummary>& plans, const std::string& path) {
     Table t;
     for (const SummaryField& f : kSummaryFields) {
-        if (f.text) {
-            std::vector<std::string> v;
-            for (const PlanSummary& p : plans) v.push_back(p.*f.text);
-            t.add(f.name, std::move(v));
-        } else {
-            std::vector<std::int64_t> v;
-            for (const PlanSummary& p : plans) v.push_back(p.*f.number);
-            t.add(f.name, std::move(v));
-        }
+        if (f.text)
+            t.add(f.name, column(plans, f.text));
+        else
+            t.add(f.name, column(plans, f.number));
     }
-    std::vector<std::optional<Aggregates>> in_sample, next;
-    std::vector<std::int64_t> moved, gpu, node;
-    for (const PlanSummary& p : plans) {
-        in_sample.emplace_back(p.in_sample);
-        next.push_back(p.next);
-        moved.push_back(p.migration ? p.migration->moved_slots : kNone);
-        gpu.push_back(p.migration ? p.migration->gpu_transfers : kNone);
-        node.push_back(p.migration ? p.migration->node_transfers : kNone);
+    const std::vector<Aggregates> in_sample = column(plans, &PlanSummary::in_sample);
+    add_aggregate_columns(t, "", std::vector<std::optional<Aggregates>>(in_sample.begin(), in_sample.end()));
+    add_aggregate_columns(t, "next_", column(plans, &PlanSummary::next));
+    const std::vector<std::optional<MigrationTotals>> migration = column(plans, &PlanSummary::migration);
+    for (const auto& [name, field] : {std::pair{"moved_slots", &MigrationTotals::moved_slots},
+                                      std::pair{"gpu_transfers", &MigrationTotals::gpu_transfers},
+                                      std::pair{"node_transfers", &MigrationTotals::node_transfers}}) {
+        std::vector<std::int64_t> v;
+        for (const auto& m : migration) v.push_back(m ? (*m).*field : kNone);
+        t.add(name, std::move(v));
     }
-    add_aggregate_columns(t, "", in_sample);
-    add_aggregate_columns(t, "next_", next);
-    t.add("moved_slots", std::move(moved));
-    t.add("gpu_transfers", std::move(gpu));
-    t.add("node_transfers", std::move(node));
     t.write(root, "index", path);
 }
 
@@ -319,17 +320,10 @@ std::vector<PlanSummary> read_index(const H5::Group& root, const std::string& pa
 
 void write_failures(const H5::Group& root, const std::vector<FailureRecord>& failures, const std::string& path) {
     Table t;
-    std::vector<std::string> input, topology, policy, message;
-    for (const FailureRecord& f : failures) {
-        input.push_back(f.input);
-        topology.push_back(f.topology);
-        policy.push_back(f.policy);
-        message.push_back(f.message);
-    }
-    t.add("input", std::move(input));
-    t.add("topology", std::move(topology));
-    t.add("policy", std::move(policy));
-    t.add("message", std::move(message));
+    t.add("input", column(failures, &FailureRecord::input));
+    t.add("topology", column(failures, &FailureRecord::topology));
+    t.add("policy", column(failures, &FailureRecord::policy));
+    t.add("message", column(failures, &FailureRecord::message));
     t.write(root, "failures", path);
 }
 

@@ -3,7 +3,7 @@
 # with 2 MPI ranks (mpirun -np 2, the way a Slurm job runs it with srun):
 # - DeepSeek-R1 loads recorded by SGLang (prefill and decode statistics; the decode file's last
 #   column is not an expert count and is zeroed), for 16 GPUs on 2 nodes and 32 GPUs on 4 nodes,
-#   with both policies (jobs/configs/demo-deepseek.ini);
+#   with every policy: deepseek, seed and balanced (jobs/configs/demo-deepseek.ini);
 # - OLMoE loads per text domain, one window per domain, so that each plan is also scored on the
 #   next domain, added to the same archive (jobs/configs/demo-olmoe.ini, --resume keeps what the
 #   archive holds).

@@ -17,6 +17,9 @@ constexpr std::int32_t kReceivers = 4;
 constexpr std::int32_t kSwapPartners = 4;
 // The iterated local search tries this many perturbations per round, least harmful first.
 constexpr std::int32_t kTrials = 3;
+// Exchanges of two slots are searched from GPUs with at most this many loaded slots (plus two
+// without load): sparse layers, where few loaded replicas per GPU leave single swaps stuck.
+constexpr std::int32_t kExchangeSlots = 6;
 
 struct Swap {
     std::int32_t a = -1, b = -1;  // slots on the heavy and on the other GPU
@@ -69,6 +72,73 @@ Swap best_swap(const Placement& pl, std::int32_t h, const std::vector<std::int32
                 best = Swap{a, b, peak};
             }
         }
+    }
+    return best;
+}
+
+// An exchange of two slots of GPU h (a) with two slots of another GPU j (b): a[0] <-> b[0] and
+// a[1] <-> b[1]. A slot of an expert without load on either side makes it a move of one replica
+// against two, or of one replica alone.
+struct Exchange {
+    std::int32_t a[2] = {-1, -1}, b[2] = {-1, -1};
+    double peak = 0.0;  // larger of the two new loads
+};
+
+// The slots of GPU g an exchange may take: its loaded slots and up to two slots without load.
+void exchange_slots(const Placement& pl, std::int32_t g, std::vector<std::int32_t>& out) {
+    out.clear();
+    std::int32_t empty = 0;
+    for (std::int32_t p = first_slot(pl, g); p < first_slot(pl, g + 1); ++p)
+        if (pl.slot_load(p) > 0.0 || empty++ < 2) out.push_back(p);
+}
+
+// Replicas left on GPU `to` of the expert in `slot` once the slots `leaving` [2] have left it.
+std::int32_t held_after(const Placement& pl, std::int32_t slot, std::int32_t to, const std::int32_t* leaving) {
+    const std::int32_t e = pl.expert(slot);
+    return pl.held(e, to) - (pl.expert(leaving[0]) == e) - (pl.expert(leaving[1]) == e);
+}
+
+// May slots a [2] of GPU h and b [2] of GPU j trade places?
+bool exchangeable(const Placement& pl, const std::int32_t* a, std::int32_t h, const std::int32_t* b, std::int32_t j) {
+    for (std::int32_t k = 0; k < 2; ++k) {
+        if (pl.expert(a[k]) == pl.expert(b[k]) || !pl.may_host(a[k], j) || !pl.may_host(b[k], h)) return false;
+        if (pl.shape().no_duplicates && (held_after(pl, a[k], j, b) > 0 || held_after(pl, b[k], h, a) > 0)) return false;
+    }
+    return pl.expert(a[0]) != pl.expert(a[1]) && pl.expert(b[0]) != pl.expert(b[1]);
+}
+
+// The best exchange of two slots between GPU h and another GPU of the domain (lightest first)
+// whose larger new load is below `limit`; for when no single swap helps. Each pair of GPUs costs
+// O(k^4) for k loaded slots per GPU, which is small on the sparse layers where swaps get stuck.
+Exchange best_exchange(const Placement& pl, std::int32_t h, const std::vector<std::int32_t>& gpus, double limit,
+                       SearchScratch& scratch) {
+    const double load_h = pl.gpu_load(h);
+    std::vector<std::int32_t>& mine = scratch.candidates;
+    std::vector<std::int32_t>& theirs = scratch.slots;
+    exchange_slots(pl, h, mine);
+    Exchange best;
+    best.peak = limit;
+    if (static_cast<std::int32_t>(mine.size()) > kExchangeSlots) return best;
+    for (const std::int32_t j : gpus) {
+        const double load_j = pl.gpu_load(j);
+        if (0.5 * (load_h + load_j) >= best.peak) break;
+        if (j == h) continue;
+        exchange_slots(pl, j, theirs);
+        const std::size_t m = mine.size(), t = theirs.size();
+        for (std::size_t i0 = 0; i0 < m; ++i0)
+            for (std::size_t i1 = i0 + 1; i1 < m; ++i1) {
+                const std::int32_t a[2] = {mine[i0], mine[i1]};
+                const double out = pl.slot_load(a[0]) + pl.slot_load(a[1]);
+                for (std::size_t k0 = 0; k0 < t; ++k0)
+                    for (std::size_t k1 = k0 + 1; k1 < t; ++k1) {
+                        const std::int32_t b[2] = {theirs[k0], theirs[k1]};
+                        const double d = out - pl.slot_load(b[0]) - pl.slot_load(b[1]);
+                        if (d <= 0.0) continue;
+                        const double peak = std::max(load_h - d, load_j + d);
+                        if (peak >= best.peak || !exchangeable(pl, a, h, b, j)) continue;
+                        best = Exchange{{a[0], a[1]}, {b[0], b[1]}, peak};
+                    }
+            }
     }
     return best;
 }
@@ -172,14 +242,23 @@ void perturbations(const Placement& pl, std::int32_t h, const Domain& d, SearchS
 
 double domain_max(const Placement& pl, const Domain& d) { return pl.gpu_load(pl.heaviest_gpu(d.first_gpu, d.last_gpu)); }
 
-// Moves GPU g to its place in `gpus` (ascending load, lower id on ties) after its load changed.
-void reposition(const Placement& pl, std::vector<std::int32_t>& gpus, std::int32_t g) {
-    auto before = [&](std::int32_t a, std::int32_t b) {
-        return pl.gpu_load(a) < pl.gpu_load(b) || (pl.gpu_load(a) == pl.gpu_load(b) && a < b);
+// Moves GPUs a and b to their places in `gpus` (ascending load, lower id on ties) after their
+// loads changed: both leave first, so that each goes back into a sorted list.
+void reposition(const Placement& pl, std::vector<std::int32_t>& gpus, std::int32_t a, std::int32_t b) {
+    auto before = [&](std::int32_t x, std::int32_t y) {
+        return pl.gpu_load(x) < pl.gpu_load(y) || (pl.gpu_load(x) == pl.gpu_load(y) && x < y);
     };
-    auto it = std::find(gpus.begin(), gpus.end(), g);
-    gpus.erase(it);
-    gpus.insert(std::lower_bound(gpus.begin(), gpus.end(), g, before), g);
+    gpus.erase(std::remove_if(gpus.begin(), gpus.end(), [&](std::int32_t g) { return g == a || g == b; }), gpus.end());
+    for (const std::int32_t g : {a, b}) gpus.insert(std::lower_bound(gpus.begin(), gpus.end(), g, before), g);
+}
+
+// Swaps slots a0 and b0 (and a1 and b1 unless negative) of GPU h and another GPU, keeping
+// `gpus` sorted.
+void trade(Placement& pl, std::vector<std::int32_t>& gpus, std::int32_t h, std::int32_t a0, std::int32_t b0,
+           std::int32_t a1 = -1, std::int32_t b1 = -1) {
+    pl.swap_slots(a0, b0);
+    if (a1 >= 0) pl.swap_slots(a1, b1);
+    reposition(pl, gpus, h, pl.gpu_of(b0));
 }
 
 std::int32_t improve_placement(Placement& pl, const Domain& d, double stop_load, bool count_moves,
@@ -197,9 +276,9 @@ std::int32_t improve_placement(Placement& pl, const Domain& d, double stop_load,
         const double limit = load_h * (1.0 - kRelativeGain);
         const Swap swap = best_swap(pl, h, gpus, limit);
         if (swap.a >= 0) {
-            pl.swap_slots(swap.a, swap.b);
-            reposition(pl, gpus, h);
-            reposition(pl, gpus, pl.gpu_of(swap.b));
+            trade(pl, gpus, h, swap.a, swap.b);
+        } else if (const Exchange ex = best_exchange(pl, h, gpus, limit, scratch); ex.a[0] >= 0) {
+            trade(pl, gpus, h, ex.a[0], ex.b[0], ex.a[1], ex.b[1]);
         } else {
             const CountMove move = count_moves ? best_count_move(pl, h, d, limit, scratch) : CountMove{};
             if (move.slot < 0) break;
@@ -210,6 +289,28 @@ std::int32_t improve_placement(Placement& pl, const Domain& d, double stop_load,
     }
     return steps;
 }
+
+namespace {
+
+// Lowers every GPU of the domain that a swap with a lighter GPU can lower (both new loads below
+// its old load), heaviest first, not only the domain's heaviest: each change lowers the sorted
+// vector of loads, and the lighter upper GPUs give the heaviest new partners afterwards.
+std::int32_t flatten_placement(Placement& pl, const Domain& d, std::int32_t max_steps, SearchScratch& scratch) {
+    std::vector<std::int32_t>& gpus = scratch.gpus;
+    gpus_by_load(pl, d, gpus);
+    std::int32_t steps = 0;
+    for (std::size_t k = gpus.size(); k-- > 1 && steps < max_steps;) {
+        const std::int32_t i = gpus[k];
+        const Swap swap = best_swap(pl, i, gpus, pl.gpu_load(i) * (1.0 - kRelativeGain));
+        if (swap.a < 0) continue;
+        trade(pl, gpus, i, swap.a, swap.b);
+        ++steps;
+        k = gpus.size();  // start again from the heaviest
+    }
+    return steps;
+}
+
+}  // namespace
 
 std::int32_t escape_local_optimum(Placement& pl, const Domain& d, double stop_load, std::int32_t rounds,
                                   std::int32_t max_steps, SearchScratch& scratch) {
@@ -231,6 +332,11 @@ std::int32_t escape_local_optimum(Placement& pl, const Domain& d, double stop_lo
                 break;
             }
             pl.rollback(mark);
+        }
+        if (!kept && flatten_placement(pl, d, max_steps, scratch) > 0) {
+            improve_placement(pl, d, stop_load, /*count_moves=*/true, max_steps, scratch);
+            kept = domain_max(pl, d) < before * (1.0 - kRelativeGain);
+            if (!kept) pl.rollback(mark);
         }
         pl.commit();
         if (!kept) break;

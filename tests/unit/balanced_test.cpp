@@ -1,6 +1,7 @@
 // The balanced policy: no duplicates, never above deepseek in the same mode, the modes' rules,
 // planning from a history, migration-aware planning and determinism.
 #include "core/balanced_history.hpp"
+#include "core/balanced_search.hpp"
 #include "support/plan_checks.hpp"
 #include "support/random_cases.hpp"
 #include "support/synthetic_series.hpp"
@@ -13,7 +14,9 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <set>
+#include <utility>
 
 namespace eplb {
 namespace {
@@ -165,6 +168,75 @@ TEST(Balanced, IsDeterministicAcrossRunsAndThreadCounts) {
 }
 
 // ---- history -----------------------------------------------------------------------------
+
+// Loads a plan's layer `l` into a Placement of the global mode.
+core::Placement placement_of(const Plan& plan, std::int64_t l, const std::vector<double>& weight, const Topology& t) {
+    core::Placement pl(core::LayerShape::make(t, plan.logcnt.size(1), PlacementMode::global, true));
+    const at::Tensor row = plan.phy2log[l].contiguous();
+    std::vector<std::int32_t> rank(static_cast<std::size_t>(t.num_replicas), 1);
+    for (std::int64_t e = 0; e < plan.logcnt.size(1); ++e) rank[plan.log2phy[l][e][0].item<std::int64_t>()] = 0;
+    pl.reset(weight.data(), row.data_ptr<std::int64_t>(), rank.data());
+    return pl;
+}
+
+// The largest new load when slots `a` of GPU h and `b` of GPU j trade places, or +inf when the
+// trade would put two replicas of one expert on one GPU.
+double exchange_peak(const core::Placement& pl, const std::vector<std::int32_t>& a, std::int32_t h,
+                     const std::vector<std::int32_t>& b, std::int32_t j) {
+    const double inf = std::numeric_limits<double>::infinity();
+    auto leaves = [&](const std::vector<std::int32_t>& slots, std::int32_t e) {
+        std::int32_t n = 0;
+        for (const std::int32_t p : slots) n += pl.expert(p) == e;
+        return n;
+    };
+    std::set<std::int32_t> to_j, to_h;
+    double d = 0.0;
+    for (const std::int32_t p : a) {
+        if (pl.held(pl.expert(p), j) - leaves(b, pl.expert(p)) > 0 || !to_j.insert(pl.expert(p)).second) return inf;
+        d += pl.slot_load(p);
+    }
+    for (const std::int32_t p : b) {
+        if (pl.held(pl.expert(p), h) - leaves(a, pl.expert(p)) > 0 || !to_h.insert(pl.expert(p)).second) return inf;
+        d -= pl.slot_load(p);
+    }
+    return std::max(pl.gpu_load(h) - d, pl.gpu_load(j) + d);
+}
+
+TEST(BalancedSearch, EndsWhereNoSwapOrExchangeOfTwoSlotsLowersASparseHeaviestGpu) {
+    std::mt19937_64 rng(7);
+    const Topology t{48, 1, 1, 8};  // 6 slots per GPU
+    const at::Tensor w = test::random_loads(rng, 40, 32, test::LoadPattern::sparse);
+    PlanOptions o;
+    o.policy = Policy::deepseek;
+    o.mode = PlacementMode::global;
+    const Plan start = rebalance(w, t, o);
+    std::int32_t checked = 0;
+    for (std::int64_t l = 0; l < w.size(0); ++l) {
+        const at::Tensor row = w[l].to(at::kDouble).contiguous();
+        const std::vector<double> weight(row.data_ptr<double>(), row.data_ptr<double>() + row.numel());
+        core::Placement pl = placement_of(start, l, weight, t);
+        core::SearchScratch scratch;
+        core::improve_placement(pl, pl.domain(0), 0.0, /*count_moves=*/false, 1000, scratch);
+        const std::int32_t h = pl.heaviest_gpu(0, 8);
+        std::vector<std::int32_t> slots_h, loaded_h;
+        for (std::int32_t p = 6 * h; p < 6 * h + 6; ++p) (pl.slot_load(p) > 0.0 ? loaded_h : slots_h).push_back(p);
+        if (loaded_h.size() > 4) continue;
+        ++checked;
+        const double limit = pl.gpu_load(h) * (1.0 - 1e-12);
+        for (std::int32_t j = 0; j < 8; ++j) {
+            if (j == h) continue;
+            for (std::int32_t a0 = 6 * h; a0 < 6 * h + 6; ++a0)
+                for (std::int32_t b0 = 6 * j; b0 < 6 * j + 6; ++b0) {
+                    EXPECT_GE(exchange_peak(pl, {a0}, h, {b0}, j), limit) << "layer " << l << " swap " << a0 << " " << b0;
+                    for (std::int32_t a1 = a0 + 1; a1 < 6 * h + 6; ++a1)
+                        for (std::int32_t b1 = b0 + 1; b1 < 6 * j + 6; ++b1)
+                            EXPECT_GE(exchange_peak(pl, {a0, a1}, h, {b0, b1}, j), limit)
+                                << "layer " << l << " exchange " << a0 << "," << a1 << " / " << b0 << "," << b1;
+                }
+        }
+    }
+    EXPECT_GT(checked, 10);
+}
 
 TEST(BalancedHistory, TheMeanOfWindowsPlansLikeTheirMean) {
     std::mt19937_64 rng(11);

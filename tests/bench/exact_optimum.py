@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Exact minimum max GPU load of expert placement plans, by MILP (COIN-OR CBC), per layer.
+"""Exact minimum max GPU load of expert placement plans, per layer.
 
 How far is the best possible plan from eplb's lower bound?  For each layer of a snapshot this
 computes the least max GPU load over every valid plan of a mode:
@@ -11,7 +11,11 @@ computes the least max GPU load over every valid plan of a mode:
   - global: one domain of G GPUs (large: usually time-limited, reported as [lower, upper]).
 A slot of expert e with c replicas carries w_e / c.  Zero-load experts only fill slots.
 
-Per node (or the global domain) the MILP is: y[e,k] = 1 when loaded expert e has k replicas,
+Two solvers per node (or the global domain).  Default (--solver search): bisection on a cap T
+with an exact depth-first search in integer arithmetic that decides whether a plan with max
+load <= T exists (see search_feasible); a time-limited domain is reported as [lower, upper].
+--solver cbc: the MILP below with COIN-OR CBC (much weaker at proving bounds here; kept as a
+cross-check: --self-test compares both with a brute force on small cases).  The MILP is: y[e,k] = 1 when loaded expert e has k replicas,
 z[e,g,k] = 1 when one of them is on GPU g; sum_k y = 1, sum_g z[e,.,k] = k y[e,k],
 z <= y, loaded slots per GPU in [S - Z, S] (the rest are filled by the Z zero experts, one per
 GPU each), GPU loads L_g = sum (w_e / k) z[e,g,k] <= T, L_1 >= L_2 >= ... (symmetry), min T.

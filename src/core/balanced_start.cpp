@@ -121,14 +121,6 @@ void place(std::int64_t* phy2log, std::int32_t* rank, std::int32_t slot, std::in
 
 }  // namespace
 
-void group_split_of(const std::int64_t* phy2log, const std::int32_t* rank, const LayerShape& shape,
-                    std::vector<std::int32_t>& split) {
-    split.assign(static_cast<std::size_t>(shape.groups), 0);
-    for (std::int32_t p = 0; p < shape.slots; ++p)
-        if (rank[p] == 0 && phy2log[p] % shape.group_size == 0)
-            split[static_cast<std::size_t>(phy2log[p] / shape.group_size)] = p / shape.slots_per_node;
-}
-
 bool improve_group_split(const double* weight, const LayerShape& shape, std::vector<std::int32_t>& split,
                          StartScratch& s) {
     if (shape.nodes == 1 || shape.groups == shape.nodes) return false;

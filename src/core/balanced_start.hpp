@@ -22,11 +22,6 @@ struct StartScratch {
     std::vector<std::uint8_t> on_gpu;
 };
 
-/// The node of each group in a plan row whose groups each sit on one node (the node of the
-/// group's first expert's primary). `split` [groups].
-void group_split_of(const std::int64_t* phy2log, const std::int32_t* rank, const LayerShape& shape,
-                    std::vector<std::int32_t>& split);
-
 /// Lowers the largest node load sum_{g on n} W_g of the split `split` [groups] (groups/N groups
 /// per node): exact search over all splits when there are at most kMaxSplits of them, otherwise
 /// swaps of two groups between the heaviest node and another while that helps. Keeps `split`

@@ -15,7 +15,7 @@ namespace eplb::core {
 
 /// Buffers reused across layers.
 struct StartScratch {
-    std::vector<double> group_load;
+    std::vector<double> group_load, node_load, sorted_group_load;
     std::vector<std::int32_t> visited_split, best_split, count, next_rank;
     std::vector<std::int32_t> items, gpu_fill, node_free, node_pending;
     std::vector<double> gpu_load, node_primary;

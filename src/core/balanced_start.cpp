@@ -140,7 +140,8 @@ bool improve_group_split(const double* weight, const LayerShape& shape, std::vec
                          StartScratch& s) {
     if (shape.nodes == 1 || shape.groups == shape.nodes) return false;
     s.group_load.assign(static_cast<std::size_t>(shape.groups), 0.0);
-    for (std::int32_t e = 0; e < shape.experts; ++e) s.group_load[e / shape.group_size] += weight[e];
+    for (std::int32_t g = 0, e = 0; g < shape.groups; ++g)
+        for (std::int32_t k = 0; k < shape.group_size; ++k, ++e) s.group_load[g] += weight[e];
     const double current = max_node_load(s.group_load, split, shape.nodes, s.node_load);
     const double bound = current * (1.0 - kSplitGain);
     if (splits_count(shape.groups, shape.nodes) <= kMaxSplits) {

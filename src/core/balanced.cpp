@@ -32,6 +32,7 @@ BalancedPlanner::BalancedPlanner(const Topology& t, std::int64_t E, const PlanOp
       reference_phy2log_(static_cast<std::size_t>(kBlockLayers * t.num_replicas)),
       reference_rank_(static_cast<std::size_t>(kBlockLayers * t.num_replicas)),
       reference_count_(static_cast<std::size_t>(kBlockLayers * E)),
+      reference_split_(static_cast<std::size_t>(kBlockLayers * shape_.groups)),
       start_phy2log_(static_cast<std::size_t>(t.num_replicas)),
       start_rank_(static_cast<std::size_t>(t.num_replicas)),
       start_count_(static_cast<std::size_t>(E)) {
@@ -45,6 +46,8 @@ void BalancedPlanner::plan_layers(const double* weight, std::int32_t layers, con
     for (std::int64_t i = 0; i < layers * E; ++i) weight_f_[i] = static_cast<float>(weight[i]);
     reference_planner_.plan_layers(weight_f_.data(), layers,
                                    LayersOut{reference_phy2log_.data(), reference_rank_.data(), reference_count_.data()});
+    for (std::int32_t b = 0; b < layers; ++b)  // kept apart: plan_layer_on_split overwrites the planner's
+        std::copy_n(reference_planner_.group_nodes(b), shape_.groups, reference_split_.data() + b * shape_.groups);
     for (std::int32_t b = 0; b < layers; ++b) {
         const LayerHistory h{history.windows + b * E, history.count, history.stride};
         notes[b] = plan_layer(b, weight + b * E, h, previous ? previous + b * R : nullptr,
@@ -58,6 +61,7 @@ double BalancedPlanner::load_reference(std::int32_t row, const double* weight) {
     reference_row_ = reference_phy2log_.data() + std::int64_t{row} * shape_.slots;
     reference_rank_row_ = reference_rank_.data() + std::int64_t{row} * shape_.slots;
     weight_f_row_ = weight_f_.data() + std::int64_t{row} * shape_.experts;
+    reference_split_row_ = reference_split_.data() + std::int64_t{row} * shape_.groups;
     placement_.reset(weight, reference_row_, reference_rank_row_);
     return placement_.max_load();
 }
@@ -66,7 +70,7 @@ double BalancedPlanner::load_reference(std::int32_t row, const double* weight) {
 // Returns true when it did.
 bool BalancedPlanner::load_start(const double* weight, const LayerHistory& history) {
     if (shape_.mode == PlacementMode::global || shape_.nodes == 1) return false;
-    group_split_of(reference_row_, reference_rank_row_, shape_, split_);
+    split_.assign(reference_split_row_, reference_split_row_ + shape_.groups);
     const bool new_split = history.count > 1 ? robust_group_split(history, shape_, split_, start_scratch_)
                                              : improve_group_split(weight, shape_, split_, start_scratch_);
     if (shape_.mode == PlacementMode::relaxed)

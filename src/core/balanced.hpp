@@ -80,9 +80,11 @@ private:
     std::vector<std::int64_t> reference_phy2log_; // [block, R]
     std::vector<std::int32_t> reference_rank_;    // [block, R]
     std::vector<std::int64_t> reference_count_;   // [block, E]
+    std::vector<std::int32_t> reference_split_;   // [block, groups]: node of each group
     const std::int64_t* reference_row_ = nullptr; // the row of the layer being planned
     const std::int32_t* reference_rank_row_ = nullptr;
     const float* weight_f_row_ = nullptr;
+    const std::int32_t* reference_split_row_ = nullptr;
     std::vector<std::int64_t> start_phy2log_;     // [R]
     std::vector<std::int32_t> start_rank_;        // [R]
     std::vector<std::int64_t> start_count_;       // [E]

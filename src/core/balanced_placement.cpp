@@ -46,40 +46,71 @@ Placement::Placement(const LayerShape& shape)
       by_node_(static_cast<std::size_t>(shape.experts)),
       node_begin_(static_cast<std::size_t>(shape.nodes) + 1) {}
 
+// Plain local pointers throughout: a store through primary_ (a byte type) may alias anything,
+// so loops on the members themselves would reload every table pointer after each slot.
 void Placement::reset(const double* weight, const std::int64_t* phy2log, const std::int32_t* rank) {
-    const std::int32_t E = shape_.experts, G = shape_.gpus, S = shape_.slots_per_gpu;
+    const std::int32_t E = shape_.experts, G = shape_.gpus, S = shape_.slots_per_gpu, words = words_;
+    const std::int32_t gpus_per_node = shape_.gpus_per_node;
+    std::int32_t* __restrict expert = expert_.data();
+    std::int32_t* __restrict count = count_.data();
+    std::int32_t* __restrict home = home_.data();
+    std::int32_t* __restrict held = held_.data();
+    std::uint64_t* __restrict mask = mask_.data();
+    std::uint8_t* __restrict primary = primary_.data();
     // Clear the replica table through the previous layer's slots: O(R), not O(E G).
     if (loaded_)
         for (std::int32_t g = 0, p = 0; g < G; ++g)
             for (std::int32_t k = 0; k < S; ++k, ++p) {
-                held_[expert_[p] * G + g] = 0;
-                mask_[static_cast<std::size_t>(expert_[p]) * words_ + g / 64] = 0;
+                held[expert[p] * G + g] = 0;
+                mask[static_cast<std::size_t>(expert[p]) * words + g / 64] = 0;
             }
     loaded_ = true;
-    duplicates_ = 0;
     commit();
     std::copy(weight, weight + E, weight_.begin());
     std::fill(count_.begin(), count_.end(), 0);
     std::fill(home_.begin(), home_.end(), 0);
-    for (std::int32_t g = 0, p = 0; g < G; ++g)
+    std::int64_t duplicates = 0;
+    for (std::int32_t g = 0, p = 0; g < G; ++g) {
+        const std::int32_t node = g / gpus_per_node;
+        const std::uint64_t bit = std::uint64_t{1} << (g % 64);
         for (std::int32_t k = 0; k < S; ++k, ++p) {
             const std::int32_t e = narrow(phy2log[p]);
-            expert_[p] = e;
-            primary_[p] = rank[p] == 0;
-            ++count_[e];
-            duplicates_ += held_[e * G + g]++ > 0;
-            mask_[static_cast<std::size_t>(e) * words_ + g / 64] |= std::uint64_t{1} << (g % 64);
-            if (rank[p] == 0) home_[e] = g / shape_.gpus_per_node;
+            const bool first = rank[p] == 0;
+            expert[p] = e;
+            primary[p] = first;
+            ++count[e];
+            duplicates += held[e * G + g]++ > 0;
+            mask[static_cast<std::size_t>(e) * words + g / 64] |= bit;
+            if (first) home[e] = node;
         }
-    for (std::int32_t p = 0; p < shape_.slots; ++p) slot_load_[p] = weight_[expert_[p]] / count_[expert_[p]];
-    for (std::int32_t e = 0; e < E; ++e) next_load_[e] = weight_[e] / (count_[e] + 1);
-    for (std::int32_t g = 0; g < G; ++g) refresh_gpu(g);
-    std::fill(node_begin_.begin(), node_begin_.end(), 0);
-    for (std::int32_t e = 0; e < E; ++e) ++node_begin_[home_[e] + 1];
-    for (std::int32_t n = 0; n < shape_.nodes; ++n) node_begin_[n + 1] += node_begin_[n];
-    for (std::int32_t e = 0; e < E; ++e) by_node_[node_begin_[home_[e]]++] = e;
-    for (std::int32_t n = shape_.nodes; n > 0; --n) node_begin_[n] = node_begin_[n - 1];
-    node_begin_[0] = 0;
+    }
+    duplicates_ = duplicates;
+    const double* __restrict w = weight_.data();
+    double* __restrict slot_load = slot_load_.data();
+    double* __restrict next_load = next_load_.data();
+    double* __restrict gpu_load = gpu_load_.data();
+    for (std::int32_t p = 0; p < shape_.slots; ++p) slot_load[p] = w[expert[p]] / count[expert[p]];
+    for (std::int32_t e = 0; e < E; ++e) next_load[e] = w[e] / (count[e] + 1);
+    for (std::int32_t g = 0, p = 0; g < G; ++g) {  // as refresh_gpu sums them
+        double load = 0.0;
+        for (std::int32_t k = 0; k < S; ++k, ++p) load += slot_load[p];
+        gpu_load[g] = load;
+    }
+    order_by_home_node();
+}
+
+// by_node_ and node_begin_ from home_: a stable counting sort.
+void Placement::order_by_home_node() {
+    const std::int32_t E = shape_.experts, N = shape_.nodes;
+    const std::int32_t* __restrict home = home_.data();
+    std::int32_t* __restrict begin = node_begin_.data();
+    std::int32_t* __restrict by_node = by_node_.data();
+    std::fill(begin, begin + N + 1, 0);
+    for (std::int32_t e = 0; e < E; ++e) ++begin[home[e] + 1];
+    for (std::int32_t n = 0; n < N; ++n) begin[n + 1] += begin[n];
+    for (std::int32_t e = 0; e < E; ++e) by_node[begin[home[e]]++] = e;
+    for (std::int32_t n = N; n > 0; --n) begin[n] = begin[n - 1];
+    begin[0] = 0;
 }
 
 std::int32_t Placement::num_domains() const {

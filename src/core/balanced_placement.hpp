@@ -124,6 +124,7 @@ private:
 
     void move_replica(std::int32_t slot, std::int32_t from, std::int32_t to);
     void refresh_gpu(std::int32_t gpu);
+    void order_by_home_node();
     void refresh_slot_loads(std::int32_t e);
     void set_held(std::int32_t e, std::int32_t gpu, std::int32_t delta);
     std::int32_t next_primary(std::int32_t slot) const;

@@ -15,17 +15,12 @@ namespace eplb::core {
 
 /// Buffers reused across layers.
 struct StartScratch {
-    std::vector<double> group_load;
+    std::vector<double> group_load, node_load, sorted_group_load;
     std::vector<std::int32_t> visited_split, best_split, count, next_rank;
     std::vector<std::int32_t> items, gpu_fill, node_free, node_pending;
     std::vector<double> gpu_load, node_primary;
     std::vector<std::uint8_t> on_gpu;
 };
-
-/// The node of each group in a plan row whose groups each sit on one node (the node of the
-/// group's first expert's primary). `split` [groups].
-void group_split_of(const std::int64_t* phy2log, const std::int32_t* rank, const LayerShape& shape,
-                    std::vector<std::int32_t>& split);
 
 /// Lowers the largest node load sum_{g on n} W_g of the split `split` [groups] (groups/N groups
 /// per node): exact search over all splits when there are at most kMaxSplits of them, otherwise

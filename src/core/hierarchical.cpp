@@ -28,8 +28,8 @@ HierarchicalPlanner::HierarchicalPlanner(const Topology& t, std::int64_t num_exp
       gpus_per_node_(narrow(t.gpus_per_node())),
       slots_per_gpu_(narrow(t.slots_per_gpu())),
       group_load_(sized<float>(1, num_groups_)),
-      group_node_(sized<std::int32_t>(1, num_groups_)),
-      group_rank_(sized<std::int32_t>(1, num_groups_)),
+      group_node_(sized<std::int32_t>(kBlockLayers, num_groups_)),
+      group_rank_(sized<std::int32_t>(kBlockLayers, num_groups_)),
       mlog2log_(sized<std::int32_t>(kBlockLayers, num_experts_)),
       node_weight_(sized<float>(kBlockLayers * num_nodes_, experts_per_node_)),
       expert_order_(sized<std::int32_t>(kBlockLayers * num_nodes_, experts_per_node_)),
@@ -79,7 +79,7 @@ void HierarchicalPlanner::place_groups_on_nodes(std::int32_t layer, const float*
     for (std::int32_t k = 0; k < group_size_; ++k)
         for (std::int32_t g = 0; g < num_groups_; ++g) group_sum_[g] += weight[g * group_size_ + k];
     for (std::int32_t g = 0; g < num_groups_; ++g) group_load_[g] = static_cast<float>(group_sum_[g]);
-    const PackOut where{group_node_.data(), group_rank_.data()};
+    const PackOut where{group_node_.data() + layer * num_groups_, group_rank_.data() + layer * num_groups_};
     if (policy_ == Policy::deepseek)
         balanced_packing(group_load_.data(), num_groups_, num_nodes_, pack_scratch_, where);
     else
@@ -90,8 +90,10 @@ void HierarchicalPlanner::place_groups_on_nodes(std::int32_t layer, const float*
 // Meta-logical ids of `layer` from group_node_ and group_rank_.
 void HierarchicalPlanner::renumber_node_major(std::int32_t layer) {
     std::int32_t* mlog2log = mlog2log_.data() + layer * num_experts_;
+    const std::int32_t* node = group_node_.data() + layer * num_groups_;
+    const std::int32_t* rank = group_rank_.data() + layer * num_groups_;
     for (std::int32_t g = 0; g < num_groups_; ++g) {
-        const std::int32_t first = (group_node_[g] * groups_per_node_ + group_rank_[g]) * group_size_;
+        const std::int32_t first = (node[g] * groups_per_node_ + rank[g]) * group_size_;
         for (std::int32_t k = 0; k < group_size_; ++k) mlog2log[first + k] = g * group_size_ + k;
     }
 }

@@ -42,6 +42,12 @@ public:
     /// order. Steps 2-4 are the policy's, exactly as in plan_layers.
     void plan_layer_on_split(const float* weight, const std::int32_t* group_node, LayersOut out);
 
+    /// Step 1's result for layer `layer` of the last plan_layers call: the node of each group
+    /// [groups]. Valid until the next call of either plan function.
+    const std::int32_t* group_nodes(std::int32_t layer) const {
+        return group_node_.data() + std::int64_t{layer} * num_groups_;
+    }
+
 private:
     void place_groups_on_nodes(std::int32_t layer, const float* weight);
     void renumber_node_major(std::int32_t layer);
@@ -58,8 +64,8 @@ private:
     // Step 1.
     std::vector<double> group_sum_;         // [groups]
     std::vector<float> group_load_;         // [groups]
-    std::vector<std::int32_t> group_node_;  // [groups]
-    std::vector<std::int32_t> group_rank_;  // [groups]
+    std::vector<std::int32_t> group_node_;  // [block, groups] (plan_layer_on_split: row 0)
+    std::vector<std::int32_t> group_rank_;  // [block, groups]
     std::vector<std::int32_t> mlog2log_;    // [block, E] meta-logical (node-major) id -> logical id
     // Steps 2 and 3, one row per (layer of the block, node).
     std::vector<float> node_weight_;        // [rows, E/N]

@@ -292,20 +292,21 @@ std::int32_t improve_placement(Placement& pl, const Domain& d, double stop_load,
 
 namespace {
 
-// Lowers every GPU of the domain that a swap with a lighter GPU can lower (both new loads below
-// its old load), heaviest first, not only the domain's heaviest: each change lowers the sorted
-// vector of loads, and the lighter upper GPUs give the heaviest new partners afterwards.
-std::int32_t flatten_placement(Placement& pl, const Domain& d, std::int32_t max_steps, SearchScratch& scratch) {
+// One pass over the GPUs of the domain, heaviest first: each GPU that a swap with a lighter GPU
+// can lower (both new loads below its old load) takes the best such swap. It lowers the GPUs
+// below the peak, which gives the heaviest new partners afterwards; each change lowers the
+// sorted vector of loads.
+std::int32_t flatten_placement(Placement& pl, const Domain& d, SearchScratch& scratch) {
     std::vector<std::int32_t>& gpus = scratch.gpus;
+    std::vector<std::int32_t>& order = scratch.candidates;
     gpus_by_load(pl, d, gpus);
+    order.assign(gpus.rbegin(), gpus.rend());
     std::int32_t steps = 0;
-    for (std::size_t k = gpus.size(); k-- > 1 && steps < max_steps;) {
-        const std::int32_t i = gpus[k];
+    for (const std::int32_t i : order) {
         const Swap swap = best_swap(pl, i, gpus, pl.gpu_load(i) * (1.0 - kRelativeGain));
         if (swap.a < 0) continue;
         trade(pl, gpus, i, swap.a, swap.b);
         ++steps;
-        k = gpus.size();  // start again from the heaviest
     }
     return steps;
 }
@@ -333,7 +334,7 @@ std::int32_t escape_local_optimum(Placement& pl, const Domain& d, double stop_lo
             }
             pl.rollback(mark);
         }
-        if (!kept && flatten_placement(pl, d, max_steps, scratch) > 0) {
+        if (!kept && flatten_placement(pl, d, scratch) > 0) {
             improve_placement(pl, d, stop_load, /*count_moves=*/true, max_steps, scratch);
             kept = domain_max(pl, d) < before * (1.0 - kRelativeGain);
             if (!kept) pl.rollback(mark);

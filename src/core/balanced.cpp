@@ -31,7 +31,6 @@ BalancedPlanner::BalancedPlanner(const Topology& t, std::int64_t E, const PlanOp
       weight_f_(static_cast<std::size_t>(kBlockLayers * E)),
       reference_phy2log_(static_cast<std::size_t>(kBlockLayers * t.num_replicas)),
       reference_rank_(static_cast<std::size_t>(kBlockLayers * t.num_replicas)),
-      reference_count_(static_cast<std::size_t>(kBlockLayers * E)),
       reference_split_(static_cast<std::size_t>(kBlockLayers * shape_.groups)),
       start_phy2log_(static_cast<std::size_t>(t.num_replicas)),
       start_rank_(static_cast<std::size_t>(t.num_replicas)),
@@ -42,10 +41,10 @@ BalancedPlanner::BalancedPlanner(const Topology& t, std::int64_t E, const PlanOp
 void BalancedPlanner::plan_layers(const double* weight, std::int32_t layers, const LayerHistory& history,
                                   const std::int64_t* previous, LayersOut out, LayerNotes* notes) {
     const std::int64_t E = shape_.experts, R = shape_.slots;
-    // Step 1 for the whole block: deepseek's plans of the layers.
+    // Step 1 for the whole block: deepseek's plans of the layers (their counts are not needed).
     for (std::int64_t i = 0; i < layers * E; ++i) weight_f_[i] = static_cast<float>(weight[i]);
     reference_planner_.plan_layers(weight_f_.data(), layers,
-                                   LayersOut{reference_phy2log_.data(), reference_rank_.data(), reference_count_.data()});
+                                   LayersOut{reference_phy2log_.data(), reference_rank_.data(), nullptr});
     for (std::int32_t b = 0; b < layers; ++b)  // kept apart: plan_layer_on_split overwrites the planner's
         std::copy_n(reference_planner_.group_nodes(b), shape_.groups, reference_split_.data() + b * shape_.groups);
     for (std::int32_t b = 0; b < layers; ++b) {
@@ -77,7 +76,7 @@ bool BalancedPlanner::load_start(const double* weight, const LayerHistory& histo
         relaxed_start(weight, shape_, split_, start_phy2log_.data(), start_rank_.data(), start_scratch_);
     else if (new_split)
         reference_planner_.plan_layer_on_split(weight_f_row_, split_.data(),
-                                               LayersOut{start_phy2log_.data(), start_rank_.data(), start_count_.data()});
+                                               LayersOut{start_phy2log_.data(), start_rank_.data(), nullptr});
     else
         return false;
     placement_.reset(weight, start_phy2log_.data(), start_rank_.data());

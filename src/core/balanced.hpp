@@ -79,7 +79,6 @@ private:
     std::vector<float> weight_f_;                 // [block, E]
     std::vector<std::int64_t> reference_phy2log_; // [block, R]
     std::vector<std::int32_t> reference_rank_;    // [block, R]
-    std::vector<std::int64_t> reference_count_;   // [block, E]
     std::vector<std::int32_t> reference_split_;   // [block, groups]: node of each group
     const std::int64_t* reference_row_ = nullptr; // the row of the layer being planned
     const std::int32_t* reference_rank_row_ = nullptr;

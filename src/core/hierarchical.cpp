@@ -67,7 +67,7 @@ void HierarchicalPlanner::plan_within_nodes(const float* weight, std::int32_t la
     for (std::int32_t b = 0; b < layers; ++b)
         for (std::int32_t node = 0; node < num_nodes_; ++node)
             write_node(b * num_nodes_ + node, mlog2log_.data() + b * E + node * experts_per_node_, node,
-                       out.phy2log + b * R, out.rank + b * R, out.logcnt + b * E);
+                       out.phy2log + b * R, out.rank + b * R, out.logcnt ? out.logcnt + b * E : nullptr);
 }
 
 // Step 1. Group loads are summed in float64 and rounded to float32 (this matches the reference's
@@ -134,7 +134,7 @@ void HierarchicalPlanner::pack_replicas_onto_gpus(std::int32_t num_rows) {
         capacity_packing(rows, /*refine_steps=*/2, pack_scratch_);
 }
 
-// Step 4 for one row (a node of a layer): slot = node (R/N) + gpu S + rank in gpu.
+// Step 4 for one row (a node of a layer): slot = node (R/N) + gpu S + rank in gpu; counts where wanted.
 void HierarchicalPlanner::write_node(std::int32_t row, const std::int32_t* experts, std::int32_t node,
                                      std::int64_t* phy2log, std::int32_t* rank, std::int64_t* logcnt) const {
     const std::int32_t base = row * slots_per_node_, first_slot = node * slots_per_node_;
@@ -143,6 +143,7 @@ void HierarchicalPlanner::write_node(std::int32_t row, const std::int32_t* exper
         phy2log[slot] = experts[replica_expert_[base + p]];
         rank[slot] = replica_rank_[base + p];
     }
+    if (!logcnt) return;
     const std::int32_t* count = replica_count_.data() + row * experts_per_node_;
     for (std::int32_t j = 0; j < experts_per_node_; ++j) logcnt[experts[j]] = count[j];
 }

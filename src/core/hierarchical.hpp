@@ -17,7 +17,7 @@ namespace eplb::core {
 struct LayersOut {
     std::int64_t* phy2log;  ///< [layers, R]
     std::int32_t* rank;     ///< [layers, R]
-    std::int64_t* logcnt;   ///< [layers, E]
+    std::int64_t* logcnt;   ///< [layers, E], or null where the counts are not wanted
 };
 
 /// Plans blocks of layers for a fixed (effective) topology and policy, reusing its buffers:

@@ -20,6 +20,8 @@ constexpr double kSameLoad = 1e-12;
 // load after the local search, for at most this many improving rounds.
 constexpr double kEscapeAbove = 2e-3;
 constexpr std::int32_t kEscapeRounds = 6;
+// Targets tried by pack_to_target (the floor, then a bisection).
+constexpr std::int32_t kTargetSteps = 10;
 
 }  // namespace
 
@@ -124,6 +126,10 @@ void BalancedPlanner::improve(double reference) {
         const double peak = domain_max(placement_, d);
         if (peak > stop_[k] * (1.0 + kEscapeAbove) || peak > reference)
             escape_local_optimum(placement_, d, stop_[k], kEscapeRounds, max_steps, scratch_);
+        // Sparse domains: a packing built for a target below the stalled peak.
+        if (domain_max(placement_, d) > stop_[k] * (1.0 + kEscapeAbove) && sparse_domain(placement_, d) &&
+            pack_to_target(placement_, weight_, d, stop_[k], kTargetSteps, fill_scratch_))
+            improve_placement(placement_, d, stop_[k], /*count_moves=*/true, max_steps, scratch_);
     }
 }
 
@@ -199,6 +205,7 @@ bool BalancedPlanner::migrate(const double* weight, const std::int64_t* previous
 LayerNotes BalancedPlanner::plan_layer(std::int32_t row, const double* weight, const LayerHistory& history,
                                        const std::int64_t* previous, LayersOut out) {
     LayerNotes notes;
+    weight_ = weight;
     const double reference = load_reference(row, weight);
     load_start(weight, history);
     repair_and_improve(RepairOrder::swap_first, reference);

@@ -22,6 +22,7 @@
 // 7. output: primaries get replica rank 0, the other replicas ranks 1, 2, ... in slot order.
 #pragma once
 
+#include "balanced_fill.hpp"
 #include "balanced_migration.hpp"
 #include "balanced_placement.hpp"
 #include "balanced_search.hpp"
@@ -93,6 +94,8 @@ private:
     SearchScratch scratch_;
     StartScratch start_scratch_;
     MigrationScratch migration_scratch_;
+    FillScratch fill_scratch_;
+    const double* weight_ = nullptr;              // the planning load of the layer being planned
     std::int64_t forced_duplicates_ = 0;
 };
 

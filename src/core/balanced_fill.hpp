@@ -1,0 +1,47 @@
+// The balanced policy's packing to a target load (issue 6), for sparse, skewed domains on which
+// swaps and count moves stall far above the bound: a few experts carry most of a node's load and
+// the replica counts the search holds leave no packing near the bound (SGLang's DeepSeek-R1
+// prefill statistics, layer 43: 11 % above the best plan before this step).
+//
+// For a target T on a Domain of P GPUs with S slots each, for every choice of extra replicas
+// x in {0, .., kExtra}^m of the m = kTop heaviest experts:
+// 1. counts: c_e = min(P, max(1, ceil(w_e / T)) + x_e), the slots left over given one at a time
+//    to the lightest experts (lower id on ties; experts without load first), so that P S
+//    replicas fill the domain;
+// 2. best-fit decreasing: replicas heaviest first (lower expert on ties), each onto the GPU with
+//    the least room left under T that can still take it (a free slot, no replica of the expert
+//    yet; lower GPU on ties); the first replica of an expert placed is its primary.
+// The first choice that packs makes T reachable. T is bisected between a floor (the domain's
+// bound) and the domain's current peak; the lowest T reached replaces the domain's slots.
+#pragma once
+
+#include "balanced_placement.hpp"
+
+#include <cstdint>
+#include <vector>
+
+namespace eplb::core {
+
+/// Reusable buffers of pack_to_target.
+struct FillScratch {
+    std::vector<std::int32_t> by_weight;  // domain expert indices, heaviest first (lower id on ties)
+    std::vector<std::int32_t> count;      // [domain experts]: replicas per expert
+    std::vector<std::int32_t> items;      // domain expert index of each replica, heaviest first
+    std::vector<double> room;             // [P]: T minus the GPU's load
+    std::vector<std::int32_t> used;       // [P]: slots filled
+    std::vector<std::uint8_t> holds;      // [domain experts, P]
+    std::vector<std::int64_t> row, best_row, original_row;    // [R]: phy2log rows (the domain repacked)
+    std::vector<std::int32_t> rank, best_rank, original_rank;  // [R]: 0 for primaries, 1 otherwise
+};
+
+/// True for the domains pack_to_target is for: at most 16 GPUs and four loaded experts per GPU.
+bool sparse_domain(const Placement& placement, const Domain& domain);
+
+/// Repacks the slots of `domain` of `placement` (planning loads `weight` [E], those it was loaded
+/// with) for the lowest target T in [floor, current domain peak) reached as described above
+/// (T = floor first, then bisection: `steps` targets in all). Returns true when it changed the
+/// placement, whose domain peak is then lower. Not for relaxed plans (primaries must stay home).
+bool pack_to_target(Placement& placement, const double* weight, const Domain& domain, double floor,
+                    std::int32_t steps, FillScratch& scratch);
+
+}  // namespace eplb::core

@@ -13,7 +13,8 @@
 //    reference;
 // 3. repair: no two replicas of one expert on one GPU (balanced_search: repair_duplicates);
 // 4. improve: swaps on every domain (a node's GPUs for hierarchical plans, all GPUs otherwise),
-//    then iterated local search on the domain holding the layer's peak (balanced_search);
+//    then iterated local search on the domain holding the layer's peak (balanced_search) and, where
+//    that domain is sparse and still above its bound, packing to a target (balanced_fill);
 // 5. fallback: a result above the reference is planned again from the reference, its duplicates
 //    released to other experts instead of swapped away, and the better plan is kept; where repairs
 //    leave duplicates, the layer is planned again from a duplicate-free start (spread_start);

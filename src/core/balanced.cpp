@@ -85,18 +85,19 @@ bool BalancedPlanner::load_start(const double* weight, const LayerHistory& histo
     return true;
 }
 
-// Steps 3 and 4 on the loaded placement.
-void BalancedPlanner::repair_and_improve(RepairOrder order, double reference) {
+// Steps 3 and 4 on the placement loaded with the planning loads `weight` [E].
+void BalancedPlanner::repair_and_improve(const double* weight, RepairOrder order, double reference) {
     if (shape_.no_duplicates) forced_duplicates_ = repair_duplicates(placement_, order, scratch_);
-    improve(reference);
+    improve(weight, reference);
 }
 
 // Step 4, in two phases of rising cost: (a) swaps on every domain down to its mean GPU load (or
 // the largest domain mean, below which the layer's peak cannot go);
 // then (b) iterated local search (count-move perturbations followed by swaps) on the domain
 // holding the layer's heaviest GPU only (the others cannot change the layer's peak) while it is
-// more than kEscapeAbove above its mean or above the reference; each domain at most once.
-void BalancedPlanner::improve(double reference) {
+// more than kEscapeAbove above its mean or above the reference, and (c) where that domain is
+// sparse and still that far above, packing to a target (balanced_fill); each domain at most once.
+void BalancedPlanner::improve(const double* weight, double reference) {
     const std::int32_t domains = placement_.num_domains();
     const std::int32_t max_steps = 4 * shape_.slots;
     // A domain can never get below its mean GPU load, and no domain needs to get below the
@@ -128,7 +129,7 @@ void BalancedPlanner::improve(double reference) {
             escape_local_optimum(placement_, d, stop_[k], kEscapeRounds, max_steps, scratch_);
         // Sparse domains: a packing built for a target below the stalled peak.
         if (domain_max(placement_, d) > stop_[k] * (1.0 + kEscapeAbove) && sparse_domain(placement_, d) &&
-            pack_to_target(placement_, weight_, d, stop_[k], kTargetSteps, fill_scratch_))
+            pack_to_target(placement_, weight, d, stop_[k], kTargetSteps, fill_scratch_))
             improve_placement(placement_, d, stop_[k], /*count_moves=*/true, max_steps, scratch_);
     }
 }
@@ -153,7 +154,7 @@ void BalancedPlanner::spread_out(const double* weight, double reference) {
     for (std::int32_t g = 0; g < shape_.groups; ++g) split_[g] = placement_.home_node(g * shape_.group_size);
     spread_start(weight, shape_, split_, start_phy2log_.data(), start_rank_.data(), start_scratch_);
     placement_.reset(weight, start_phy2log_.data(), start_rank_.data());
-    repair_and_improve(RepairOrder::release_first, reference);
+    repair_and_improve(weight, RepairOrder::release_first, reference);
     const std::int64_t before = repaired.duplicates(), after = placement_.duplicates();
     if (after > before || (after == before && placement_.max_load() >= repaired.max_load())) placement_ = repaired;
 }
@@ -205,16 +206,15 @@ bool BalancedPlanner::migrate(const double* weight, const std::int64_t* previous
 LayerNotes BalancedPlanner::plan_layer(std::int32_t row, const double* weight, const LayerHistory& history,
                                        const std::int64_t* previous, LayersOut out) {
     LayerNotes notes;
-    weight_ = weight;
     const double reference = load_reference(row, weight);
     load_start(weight, history);
-    repair_and_improve(RepairOrder::swap_first, reference);
+    repair_and_improve(weight, RepairOrder::swap_first, reference);
     if (placement_.max_load() > reference * (1.0 + kSameLoad)) {
         // Step 5: plan again from the reference, releasing duplicates; keep the better result.
         const Placement first = placement_;
         const std::int64_t first_forced = forced_duplicates_;
         placement_.reset(weight, reference_row_, reference_rank_row_);
-        repair_and_improve(RepairOrder::release_first, reference);
+        repair_and_improve(weight, RepairOrder::release_first, reference);
         if (first.max_load() <= placement_.max_load()) {
             placement_ = first;
             forced_duplicates_ = first_forced;

@@ -67,8 +67,8 @@ private:
                           const std::int64_t* previous, LayersOut out);
     double load_reference(std::int32_t row, const double* weight);
     bool load_start(const double* weight, const LayerHistory& history);
-    void repair_and_improve(RepairOrder order, double reference);
-    void improve(double reference);
+    void repair_and_improve(const double* weight, RepairOrder order, double reference);
+    void improve(const double* weight, double reference);
     void write(LayersOut out);
     bool migrate(const double* weight, const std::int64_t* previous, LayersOut out);
     bool node_loads_fit(double budget) const;
@@ -96,7 +96,6 @@ private:
     StartScratch start_scratch_;
     MigrationScratch migration_scratch_;
     FillScratch fill_scratch_;
-    const double* weight_ = nullptr;              // the planning load of the layer being planned
     std::int64_t forced_duplicates_ = 0;
 };
 

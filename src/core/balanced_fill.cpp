@@ -28,17 +28,24 @@ struct Target {
     double weight(std::int32_t k) const { return pl.weight(d.experts[k]); }
     double replica_load(std::int32_t k) const { return weight(k) / s.count[k]; }
 
-    // Step 1 for the choice `extra` (base kExtra + 1 digits, one per top expert). False when the
-    // slots do not suffice.
-    bool choose_counts(double T, std::int32_t extra) {
-        const std::int32_t n = d.num_experts;
-        s.count.resize(static_cast<std::size_t>(n));
-        std::int64_t total = 0;
-        for (std::int32_t k = 0; k < n; ++k) {
+    // The fewest replicas that keep each at or below T, into s.base. False when an expert would
+    // need more than `cap`.
+    bool fewest_counts(double T) {
+        s.base.resize(static_cast<std::size_t>(d.num_experts));
+        for (std::int32_t k = 0; k < d.num_experts; ++k) {
             const double c = weight(k) > 0.0 ? std::ceil(weight(k) / T * (1.0 - kFits)) : 1.0;
             if (c > cap) return false;
-            s.count[k] = std::max(1, static_cast<std::int32_t>(c));
+            s.base[k] = std::max(1, static_cast<std::int32_t>(c));
         }
+        return true;
+    }
+
+    // Step 1 for the choice `extra` (base kExtra + 1 digits, one per top expert) on top of
+    // s.base. False when the slots do not suffice.
+    bool choose_counts(std::int32_t extra) {
+        const std::int32_t n = d.num_experts;
+        s.count = s.base;
+        std::int64_t total = 0;
         for (std::int32_t t = 0; t < std::min(kTop, n); ++t, extra /= kExtra + 1) {
             std::int32_t& c = s.count[s.by_weight[t]];
             c = std::min(cap, c + extra % (kExtra + 1));
@@ -94,8 +101,9 @@ struct Target {
     bool reachable(double T) {
         std::int32_t choices = 1;
         for (std::int32_t t = 0; t < std::min(kTop, d.num_experts); ++t) choices *= kExtra + 1;
+        if (!fewest_counts(T)) return false;
         for (std::int32_t extra = 0; extra < choices; ++extra)
-            if (choose_counts(T, extra) && pack(T)) return true;
+            if (choose_counts(extra) && pack(T)) return true;
         return false;
     }
 };

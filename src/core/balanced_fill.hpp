@@ -25,6 +25,7 @@ namespace eplb::core {
 /// Reusable buffers of pack_to_target.
 struct FillScratch {
     std::vector<std::int32_t> by_weight;  // domain expert indices, heaviest first (lower id on ties)
+    std::vector<std::int32_t> base;       // [domain experts]: the fewest replicas under the target
     std::vector<std::int32_t> count;      // [domain experts]: replicas per expert
     std::vector<std::int32_t> items;      // domain expert index of each replica, heaviest first
     std::vector<double> room;             // [P]: T minus the GPU's load

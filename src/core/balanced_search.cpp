@@ -35,12 +35,15 @@ bool swappable(const Placement& pl, std::int32_t a, std::int32_t ga, std::int32_
     return !pl.shape().no_duplicates || (pl.held(ea, gb) == 0 && pl.held(eb, ga) == 0);
 }
 
+// The order of the search's GPU lists: ascending load, lower id on ties.
+bool lighter_gpu(const Placement& pl, std::int32_t a, std::int32_t b) {
+    return pl.gpu_load(a) < pl.gpu_load(b) || (pl.gpu_load(a) == pl.gpu_load(b) && a < b);
+}
+
 void gpus_by_load(const Placement& pl, const Domain& d, std::vector<std::int32_t>& out) {
     out.clear();
     for (std::int32_t g = d.first_gpu; g < d.last_gpu; ++g) out.push_back(g);
-    std::sort(out.begin(), out.end(), [&](std::int32_t a, std::int32_t b) {
-        return pl.gpu_load(a) < pl.gpu_load(b) || (pl.gpu_load(a) == pl.gpu_load(b) && a < b);
-    });
+    std::sort(out.begin(), out.end(), [&](std::int32_t a, std::int32_t b) { return lighter_gpu(pl, a, b); });
 }
 
 // The best swap between GPU h and another GPU of the domain whose larger new load is below
@@ -245,9 +248,7 @@ double domain_max(const Placement& pl, const Domain& d) { return pl.gpu_load(pl.
 // Moves GPUs a and b to their places in `gpus` (ascending load, lower id on ties) after their
 // loads changed: both leave first, so that each goes back into a sorted list.
 void reposition(const Placement& pl, std::vector<std::int32_t>& gpus, std::int32_t a, std::int32_t b) {
-    auto before = [&](std::int32_t x, std::int32_t y) {
-        return pl.gpu_load(x) < pl.gpu_load(y) || (pl.gpu_load(x) == pl.gpu_load(y) && x < y);
-    };
+    auto before = [&](std::int32_t x, std::int32_t y) { return lighter_gpu(pl, x, y); };
     gpus.erase(std::remove_if(gpus.begin(), gpus.end(), [&](std::int32_t g) { return g == a || g == b; }), gpus.end());
     for (const std::int32_t g : {a, b}) gpus.insert(std::lower_bound(gpus.begin(), gpus.end(), g, before), g);
 }

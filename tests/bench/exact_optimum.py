@@ -758,7 +758,7 @@ def main():
           + (", ".join(f"{r['layer']} ({r['bound'] / r['lower']:.4f})" for r in below) or "none"))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(rows, f, indent=1, default=lambda v: v.item())  # numpy scalars
     return 0
 
 

@@ -1,6 +1,6 @@
 #include "balanced_history.hpp"
 
-#include <ATen/ops/zeros.h>
+#include <ATen/ops/empty.h>
 
 #include <algorithm>
 #include <cmath>
@@ -22,13 +22,14 @@ void weighted_mean(const float* h, std::int64_t k, std::int64_t n, const std::ve
 
 at::Tensor planning_load(const at::Tensor& windows, const PlanOptions& options) {
     const std::int64_t k = windows.size(0), L = windows.size(1), E = windows.size(2), n = L * E;
-    at::Tensor out = at::zeros({L, E}, at::TensorOptions().dtype(at::kDouble));
+    at::Tensor out = at::empty({L, E}, at::TensorOptions().dtype(at::kDouble));
     const float* h = windows.data_ptr<float>();
     double* o = out.data_ptr<double>();
     if (k == 1) {
         std::copy(h, h + n, o);
         return out;
     }
+    std::fill(o, o + n, 0.0);
     std::vector<double> factor(static_cast<std::size_t>(k), 1.0);
     switch (options.aggregation) {
         case HistoryAggregation::mean: weighted_mean(h, k, n, factor, o); break;

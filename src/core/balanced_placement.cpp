@@ -1,6 +1,11 @@
 #include "balanced_placement.hpp"
 
+#include <eplb/errors.hpp>
+
 #include <algorithm>
+#include <limits>
+#include <numeric>
+#include <string>
 
 namespace eplb::core {
 namespace {
@@ -10,6 +15,13 @@ std::int32_t narrow(std::int64_t v) { return static_cast<std::int32_t>(v); }
 }  // namespace
 
 LayerShape LayerShape::make(const Topology& t, std::int64_t experts, PlacementMode mode, bool no_duplicates) {
+    const std::int64_t most_on_one_gpu = std::min(t.slots_per_gpu(), t.num_replicas - experts + 1);
+    if (most_on_one_gpu > std::numeric_limits<HeldCount>::max())
+        throw TopologyError("topology " + t.to_string() + " with " + std::to_string(experts) +
+                            " experts: the balanced policy holds at most " +
+                            std::to_string(std::numeric_limits<HeldCount>::max()) +
+                            " replicas of one expert on one GPU, and this one allows " +
+                            std::to_string(most_on_one_gpu));
     LayerShape s;
     s.mode = t.is_hierarchical() ? mode : PlacementMode::global;
     const bool grouped = s.mode != PlacementMode::global;
@@ -39,6 +51,7 @@ Placement::Placement(const LayerShape& shape)
       slot_load_(static_cast<std::size_t>(shape.slots)),
       count_(static_cast<std::size_t>(shape.experts)),
       next_load_(static_cast<std::size_t>(shape.experts)),
+      replica_load_(static_cast<std::size_t>(shape.experts)),
       home_(static_cast<std::size_t>(shape.experts)),
       gpu_load_(static_cast<std::size_t>(shape.gpus)),
       held_(static_cast<std::size_t>(shape.experts) * static_cast<std::size_t>(shape.gpus)),
@@ -54,7 +67,7 @@ void Placement::reset(const double* weight, const std::int64_t* phy2log, const s
     std::int32_t* __restrict expert = expert_.data();
     std::int32_t* __restrict count = count_.data();
     std::int32_t* __restrict home = home_.data();
-    std::int32_t* __restrict held = held_.data();
+    HeldCount* __restrict held = held_.data();
     std::uint64_t* __restrict mask = mask_.data();
     std::uint8_t* __restrict primary = primary_.data();
     // Clear the replica table through the previous layer's slots: O(R), not O(E G).
@@ -89,8 +102,11 @@ void Placement::reset(const double* weight, const std::int64_t* phy2log, const s
     double* __restrict slot_load = slot_load_.data();
     double* __restrict next_load = next_load_.data();
     double* __restrict gpu_load = gpu_load_.data();
-    for (std::int32_t p = 0; p < shape_.slots; ++p) slot_load[p] = w[expert[p]] / count[expert[p]];
+    double* __restrict replica_load = replica_load_.data();
+    // Per expert, where the divisions vectorise; then gathered into the slots.
+    for (std::int32_t e = 0; e < E; ++e) replica_load[e] = w[e] / count[e];
     for (std::int32_t e = 0; e < E; ++e) next_load[e] = w[e] / (count[e] + 1);
+    for (std::int32_t p = 0; p < shape_.slots; ++p) slot_load[p] = replica_load[expert[p]];
     for (std::int32_t g = 0, p = 0; g < G; ++g) {  // as refresh_gpu sums them
         double load = 0.0;
         for (std::int32_t k = 0; k < S; ++k, ++p) load += slot_load[p];
@@ -99,18 +115,39 @@ void Placement::reset(const double* weight, const std::int64_t* phy2log, const s
     order_by_home_node();
 }
 
-// by_node_ and node_begin_ from home_: a stable counting sort.
+// by_node_ and node_begin_ from home_: experts by home node, ascending ids within a node (a stable
+// counting sort). Where every group's experts share a home node (always so in the grouped modes,
+// whose primaries stay on their group's node), whole groups are sorted instead of experts.
 void Placement::order_by_home_node() {
-    const std::int32_t E = shape_.experts, N = shape_.nodes;
+    const std::int32_t E = shape_.experts, N = shape_.nodes, groups = shape_.groups, size = shape_.group_size;
     const std::int32_t* __restrict home = home_.data();
     std::int32_t* __restrict begin = node_begin_.data();
     std::int32_t* __restrict by_node = by_node_.data();
     std::fill(begin, begin + N + 1, 0);
-    for (std::int32_t e = 0; e < E; ++e) ++begin[home[e] + 1];
-    for (std::int32_t n = 0; n < N; ++n) begin[n + 1] += begin[n];
-    for (std::int32_t e = 0; e < E; ++e) by_node[begin[home[e]]++] = e;
+    if (groups_share_home()) {
+        for (std::int32_t g = 0; g < groups; ++g) begin[home[g * size] + 1] += size;
+        for (std::int32_t n = 0; n < N; ++n) begin[n + 1] += begin[n];
+        for (std::int32_t g = 0; g < groups; ++g) {
+            const std::int32_t at = begin[home[g * size]];
+            std::iota(by_node + at, by_node + at + size, g * size);
+            begin[home[g * size]] = at + size;
+        }
+    } else {
+        for (std::int32_t e = 0; e < E; ++e) ++begin[home[e] + 1];
+        for (std::int32_t n = 0; n < N; ++n) begin[n + 1] += begin[n];
+        for (std::int32_t e = 0; e < E; ++e) by_node[begin[home[e]]++] = e;
+    }
     for (std::int32_t n = N; n > 0; --n) begin[n] = begin[n - 1];
     begin[0] = 0;
+}
+
+bool Placement::groups_share_home() const {
+    const std::int32_t size = shape_.group_size;
+    const std::int32_t* home = home_.data();
+    bool shared = shape_.groups * size == shape_.experts;
+    for (std::int32_t e = 0; e < shape_.experts && shared; e += size)
+        for (std::int32_t k = 1; k < size; ++k) shared &= home[e + k] == home[e];
+    return shared;
 }
 
 std::int32_t Placement::num_domains() const {
@@ -162,9 +199,10 @@ void Placement::refresh_slot_loads(std::int32_t e) {
 }
 
 void Placement::set_held(std::int32_t e, std::int32_t gpu, std::int32_t delta) {
-    std::int32_t& m = held_[e * shape_.gpus + gpu];
-    duplicates_ -= m > 1 ? m - 1 : 0;
-    m += delta;
+    HeldCount& held = held_[e * shape_.gpus + gpu];
+    duplicates_ -= held > 1 ? held - 1 : 0;
+    const std::int32_t m = held + delta;
+    held = static_cast<HeldCount>(m);
     duplicates_ += m > 1 ? m - 1 : 0;
     std::uint64_t& word = mask_[static_cast<std::size_t>(e) * words_ + gpu / 64];
     const std::uint64_t bit = std::uint64_t{1} << (gpu % 64);

@@ -13,6 +13,10 @@
 
 namespace eplb::core {
 
+/// Replicas of one expert on one GPU (at most min(S, R - E + 1)); narrow, so that the [E, G]
+/// table of them stays in the first-level cache.
+using HeldCount = std::uint16_t;
+
 /// Sizes of one layer's problem and the mode it is planned in (after the fallback rule:
 /// a topology that is not hierarchical plans globally, with one group and one node).
 struct LayerShape {
@@ -22,7 +26,8 @@ struct LayerShape {
     bool no_duplicates = true;
 
     /// The shape `topology` and `mode` give for E experts (falls back to global when the topology
-    /// is not hierarchical).
+    /// is not hierarchical). Throws TopologyError where one GPU could hold more replicas of an
+    /// expert than HeldCount counts.
     static LayerShape make(const Topology& topology, std::int64_t experts, PlacementMode mode, bool no_duplicates);
     /// The topology the greedy start (`deepseek`) runs on: the topology itself for hierarchical and
     /// relaxed plans, groups = nodes = 1 for global ones.
@@ -125,6 +130,7 @@ private:
     void move_replica(std::int32_t slot, std::int32_t from, std::int32_t to);
     void refresh_gpu(std::int32_t gpu);
     void order_by_home_node();
+    bool groups_share_home() const;
     void refresh_slot_loads(std::int32_t e);
     void set_held(std::int32_t e, std::int32_t gpu, std::int32_t delta);
     std::int32_t next_primary(std::int32_t slot) const;
@@ -138,9 +144,10 @@ private:
     std::vector<double> slot_load_;         // [R]: w_e / c_e of each slot's expert
     std::vector<std::int32_t> count_;       // [E]
     std::vector<double> next_load_;         // [E]: w_e / (c_e + 1)
+    std::vector<double> replica_load_;      // [E]: w_e / c_e, scratch of reset()
     std::vector<std::int32_t> home_;        // [E]
     std::vector<double> gpu_load_;          // [G]
-    std::vector<std::int32_t> held_;        // [E, G] replicas of e on g
+    std::vector<HeldCount> held_;           // [E, G] replicas of e on g
     std::vector<std::uint64_t> mask_;       // [E, words]: bit g set when g holds e
     std::vector<std::int32_t> by_node_;     // [E]: experts ordered by home node (stable)
     std::vector<std::int32_t> node_begin_;  // [N + 1]: offsets into by_node_

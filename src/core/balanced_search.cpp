@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <limits>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 namespace eplb::core {
 namespace {
 
@@ -46,12 +50,80 @@ void gpus_by_load(const Placement& pl, const Domain& d, std::vector<std::int32_t
     std::sort(out.begin(), out.end(), [&](std::int32_t a, std::int32_t b) { return lighter_gpu(pl, a, b); });
 }
 
+// One GPU pair of best_swap: GPU h (load_h) with GPU j (load_j).
+struct SwapPair {
+    std::int32_t h, j, first_h, first_j, slots;
+    double load_h, load_j;
+};
+
+// Takes the swap of slot a (GPU h) with slot b (GPU j) as `best` when it is allowed and its larger
+// new load is below best's.
+void consider_swap(const Placement& pl, const SwapPair& pair, std::int32_t a, std::int32_t b, Swap& best) {
+    const double d = pl.slot_load(a) - pl.slot_load(b);
+    if (d <= 0.0) return;
+    const double peak = std::max(pair.load_h - d, pair.load_j + d);
+    if (peak >= best.peak || !swappable(pl, a, pair.h, b, pair.j)) return;
+    best = Swap{a, b, peak};
+}
+
+// Rounding is monotone: no slot of j can give a peak below the best when the extreme
+// differences cannot.
+bool may_beat(const SwapPair& pair, double la, double lightest_j, double heaviest_j, double best) {
+    return pair.load_h - (la - lightest_j) < best && pair.load_j + (la - heaviest_j) < best;
+}
+
+// Every swap of the pair, slots of h then slots of j in ascending order.
+void scan_pair(const Placement& pl, const SwapPair& pair, Swap& best) {
+    const double* loads = pl.slot_loads();
+    const auto [lightest_j, heaviest_j] = std::minmax_element(loads + pair.first_j, loads + pair.first_j + pair.slots);
+    for (std::int32_t a = pair.first_h; a < pair.first_h + pair.slots; ++a) {
+        if (!may_beat(pair, loads[a], *lightest_j, *heaviest_j, best.peak)) continue;
+        for (std::int32_t b = pair.first_j; b < pair.first_j + pair.slots; ++b) consider_swap(pl, pair, a, b, best);
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// scan_pair with four slots of j at a time: a vector pass marks the slots whose swap could beat
+// the best (the same float64 operations as consider_swap), which are then considered in order,
+// so the result is scan_pair's.
+__attribute__((target("avx2"))) void scan_pair_avx2(const Placement& pl, const SwapPair& pair, Swap& best) {
+    const double* loads = pl.slot_loads();
+    const auto [lightest_j, heaviest_j] = std::minmax_element(loads + pair.first_j, loads + pair.first_j + pair.slots);
+    const __m256d load_h = _mm256_set1_pd(pair.load_h), load_j = _mm256_set1_pd(pair.load_j);
+    const __m256d zero = _mm256_setzero_pd();
+    for (std::int32_t a = pair.first_h; a < pair.first_h + pair.slots; ++a) {
+        if (!may_beat(pair, loads[a], *lightest_j, *heaviest_j, best.peak)) continue;
+        const __m256d la = _mm256_set1_pd(loads[a]);
+        for (std::int32_t b0 = pair.first_j; b0 < pair.first_j + pair.slots; b0 += 4) {
+            const std::int32_t n = std::min(4, pair.first_j + pair.slots - b0);
+            const __m256i lanes = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+            const __m256d d = _mm256_sub_pd(la, _mm256_maskload_pd(loads + b0, lanes));
+            const __m256d peak = _mm256_max_pd(_mm256_sub_pd(load_h, d), _mm256_add_pd(load_j, d));
+            const __m256d beats = _mm256_and_pd(_mm256_cmp_pd(d, zero, _CMP_GT_OQ),
+                                                _mm256_cmp_pd(peak, _mm256_set1_pd(best.peak), _CMP_LT_OQ));
+            for (unsigned bits = static_cast<unsigned>(_mm256_movemask_pd(beats)) & ((1u << n) - 1); bits;
+                 bits &= bits - 1)
+                consider_swap(pl, pair, a, b0 + __builtin_ctz(bits), best);
+        }
+    }
+}
+
+bool have_avx2() {
+    static const bool avx2 = __builtin_cpu_supports("avx2");
+    return avx2;
+}
+#else
+void scan_pair_avx2(const Placement& pl, const SwapPair& pair, Swap& best) { scan_pair(pl, pair, best); }
+bool have_avx2() { return false; }
+#endif
+
 // The best swap between GPU h and another GPU of the domain whose larger new load is below
 // `limit`. GPUs come lightest first; the scan stops where the mean of the pair's loads reaches the
 // best peak found (no later GPU can beat it) or kSwapPartners GPUs after the first swap found.
 Swap best_swap(const Placement& pl, std::int32_t h, const std::vector<std::int32_t>& gpus, double limit) {
-    const std::int32_t S = pl.shape().slots_per_gpu, first_h = first_slot(pl, h);
+    const std::int32_t S = pl.shape().slots_per_gpu;
     const double load_h = pl.gpu_load(h);
+    const bool avx2 = have_avx2();
     Swap best;
     best.peak = limit;
     std::int32_t partners_after_found = 0;
@@ -60,21 +132,11 @@ Swap best_swap(const Placement& pl, std::int32_t h, const std::vector<std::int32
         if (0.5 * (load_h + load_j) >= best.peak) break;
         if (best.a >= 0 && partners_after_found++ == kSwapPartners) break;
         if (j == h) continue;
-        const std::int32_t first_j = first_slot(pl, j);
-        const auto [lightest_j, heaviest_j] = std::minmax_element(pl.slot_loads() + first_j, pl.slot_loads() + first_j + S);
-        for (std::int32_t a = first_h; a < first_h + S; ++a) {
-            const double la = pl.slot_load(a);
-            // Rounding is monotone: no slot of j can give a peak below the best when the extreme
-            // differences cannot.
-            if (load_h - (la - *lightest_j) >= best.peak || load_j + (la - *heaviest_j) >= best.peak) continue;
-            for (std::int32_t b = first_j; b < first_j + S; ++b) {
-                const double d = la - pl.slot_load(b);
-                if (d <= 0.0) continue;
-                const double peak = std::max(load_h - d, load_j + d);
-                if (peak >= best.peak || !swappable(pl, a, h, b, j)) continue;
-                best = Swap{a, b, peak};
-            }
-        }
+        const SwapPair pair{h, j, first_slot(pl, h), first_slot(pl, j), S, load_h, load_j};
+        if (avx2)
+            scan_pair_avx2(pl, pair, best);
+        else
+            scan_pair(pl, pair, best);
     }
     return best;
 }
@@ -386,6 +448,7 @@ bool release(Placement& pl, const Domain& d, std::int32_t slot, std::int32_t g, 
 std::int64_t repair_duplicates(Placement& pl, RepairOrder order, SearchScratch& scratch) {
     const LayerShape& shape = pl.shape();
     const std::int32_t S = shape.slots_per_gpu;
+    if (pl.duplicates() == 0) return 0;
     for (std::int32_t k = 0; k < pl.num_domains(); ++k) {
         const Domain d = pl.domain(k);
         for (std::int32_t g = d.first_gpu; g < d.last_gpu; ++g) {

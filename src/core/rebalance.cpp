@@ -81,7 +81,9 @@ std::int64_t core::log2phy_width(const at::Tensor& logcnt, const Topology& t, st
     if (logcnt.numel() == 0) return 1;
     if (!logcnt.device().is_cpu() || !logcnt.is_contiguous()) return logcnt.max().item<std::int64_t>();
     const std::int64_t* c = logcnt.data_ptr<std::int64_t>();
-    return *std::max_element(c, c + logcnt.numel());
+    std::int64_t width = c[0];  // a plain reduction, which vectorises (max_element does not)
+    for (std::int64_t i = 1; i < logcnt.numel(); ++i) width = std::max(width, c[i]);
+    return width;
 }
 
 std::string to_string(Policy policy) {

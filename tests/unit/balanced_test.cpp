@@ -1,6 +1,7 @@
 // The balanced policy: no duplicates, never above deepseek in the same mode, the modes' rules,
 // planning from a history, migration-aware planning and determinism.
 #include "core/balanced_history.hpp"
+#include "core/balanced_placement.hpp"
 #include "core/balanced_search.hpp"
 #include "support/plan_checks.hpp"
 #include "support/random_cases.hpp"
@@ -277,6 +278,18 @@ TEST(BalancedHistory, ReferencePoliciesPlanTheSumOfTheWindows) {
         o.policy = p;
         EXPECT_TRUE(same_maps(rebalance(at::stack({a, b}), t, o), rebalance(a + b, t, p))) << to_string(p);
     }
+}
+
+TEST(Balanced, RejectsATopologyWithMoreReplicasOfOneExpertPerGpuThanItCounts) {
+    const Topology t{70000, 1, 1, 1};
+    try {
+        rebalance(at::ones({1, 2}), t, PlanOptions{});
+        ADD_FAILURE() << "no exception";
+    } catch (const TopologyError& e) {
+        EXPECT_NE(std::string(e.what()).find("69999"), std::string::npos) << e.what();
+    }
+    EXPECT_NO_THROW(core::LayerShape::make(Topology{65536, 1, 1, 1}, 2, PlacementMode::global, true));
+    EXPECT_THROW(core::LayerShape::make(Topology{65537, 1, 1, 1}, 2, PlacementMode::global, true), TopologyError);
 }
 
 TEST(BalancedHistory, RejectsBadWindows) {

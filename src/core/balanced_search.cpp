@@ -1,6 +1,7 @@
 #include "balanced_search.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -108,14 +109,18 @@ __attribute__((target("avx2"))) void scan_pair_avx2(const Placement& pl, const S
     }
 }
 
-bool have_avx2() {
+bool cpu_has_avx2() {
     static const bool avx2 = __builtin_cpu_supports("avx2");
     return avx2;
 }
 #else
 void scan_pair_avx2(const Placement& pl, const SwapPair& pair, Swap& best) { scan_pair(pl, pair, best); }
-bool have_avx2() { return false; }
+bool cpu_has_avx2() { return false; }
 #endif
+
+std::atomic<bool> vector_scan_allowed{true};
+
+bool have_avx2() { return vector_scan_allowed.load(std::memory_order_relaxed) && cpu_has_avx2(); }
 
 // The best swap between GPU h and another GPU of the domain whose larger new load is below
 // `limit`. GPUs come lightest first; the scan stops where the mean of the pair's loads reaches the
@@ -304,6 +309,8 @@ void perturbations(const Placement& pl, std::int32_t h, const Domain& d, SearchS
 }
 
 }  // namespace
+
+void allow_vector_swap_scan(bool allowed) { vector_scan_allowed.store(allowed, std::memory_order_relaxed); }
 
 double domain_max(const Placement& pl, const Domain& d) { return pl.gpu_load(pl.heaviest_gpu(d.first_gpu, d.last_gpu)); }
 

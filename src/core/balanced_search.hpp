@@ -58,6 +58,10 @@ std::int32_t improve_placement(Placement& placement, const Domain& domain, doubl
 std::int32_t escape_local_optimum(Placement& placement, const Domain& domain, double stop_load, std::int32_t rounds,
                                   std::int32_t max_steps, SearchScratch& scratch);
 
+/// Whether the swap search may use its AVX2 scan on CPUs that have it (default true). Both scans
+/// choose the same swaps; the switch lets a test compare them.
+void allow_vector_swap_scan(bool allowed);
+
 /// Largest GPU load of a domain.
 double domain_max(const Placement& placement, const Domain& domain);
 

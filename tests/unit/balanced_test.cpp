@@ -168,6 +168,21 @@ TEST(Balanced, IsDeterministicAcrossRunsAndThreadCounts) {
     at::set_num_threads(threads);
 }
 
+TEST(BalancedSearch, TheVectorSwapScanChoosesTheSwapsOfTheScalarOne) {
+    test::SeriesShape shape;
+    shape.windows = 1;
+    const at::Tensor series = test::synthetic_series(shape)[0].to(at::kFloat);
+    std::vector<test::RandomCase> cases = test::random_cases(0x5CA7, 60);
+    cases.push_back(test::RandomCase{Topology{288, 8, 4, 32}, series, "synthetic series"});
+    for (const test::RandomCase& c : cases)
+        for (const PlacementMode mode : kModes) {
+            core::allow_vector_swap_scan(false);
+            const Plan scalar = rebalance(c.weight, c.topology, balanced(mode));
+            core::allow_vector_swap_scan(true);
+            EXPECT_TRUE(same_maps(scalar, rebalance(c.weight, c.topology, balanced(mode)))) << where(c, mode);
+        }
+}
+
 // ---- history -----------------------------------------------------------------------------
 
 // Loads a plan's layer `l` into a Placement of the global mode.

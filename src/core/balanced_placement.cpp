@@ -73,10 +73,8 @@ void Placement::reset(const double* weight, const std::int64_t* phy2log, const s
     // Clear the replica table through the previous layer's slots: O(R), not O(E G).
     if (loaded_)
         for (std::int32_t g = 0, p = 0; g < G; ++g)
-            for (std::int32_t k = 0; k < S; ++k, ++p) {
-                held[expert[p] * G + g] = 0;
-                mask[static_cast<std::size_t>(expert[p]) * words + g / 64] = 0;
-            }
+            for (std::int32_t k = 0; k < S; ++k, ++p) held[expert[p] * G + g] = 0;
+    std::fill(mask_.begin(), mask_.end(), 0);
     loaded_ = true;
     commit();
     std::copy(weight, weight + E, weight_.begin());

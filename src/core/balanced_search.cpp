@@ -333,6 +333,7 @@ void trade(Placement& pl, std::vector<std::int32_t>& gpus, std::int32_t h, std::
 
 std::int32_t improve_placement(Placement& pl, const Domain& d, double stop_load, bool count_moves,
                                std::int32_t max_steps, SearchScratch& scratch) {
+    if (domain_max(pl, d) <= stop_load) return 0;
     std::vector<std::int32_t>& gpus = scratch.gpus;
     gpus_by_load(pl, d, gpus);
     std::int32_t steps = 0;

@@ -222,6 +222,8 @@ LayerNotes BalancedPlanner::plan_layer(std::int32_t row, const double* weight, c
     }
     if (shape_.no_duplicates && placement_.duplicates() > 0) spread_out(weight, reference);
     forced_duplicates_ = shape_.no_duplicates ? placement_.duplicates() : 0;
+    // Step 5, planning from several windows: lower their own peaks where the planning load allows.
+    lower_window_peaks(placement_, history, placement_.max_load(), 4 * shape_.slots, window_scratch_);
     notes.above_reference = placement_.max_load() > reference * (1.0 + kSameLoad);
     write(out);
     if (previous) notes.kept_previous = migrate(weight, previous, out);

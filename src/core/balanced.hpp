@@ -18,6 +18,8 @@
 // 5. fallback: a result above the reference is planned again from the reference, its duplicates
 //    released to other experts instead of swapped away, and the better plan is kept; where repairs
 //    leave duplicates, the layer is planned again from a duplicate-free start (spread_start);
+//    planning from several windows, swaps then lower the sum of the windows' own peak shares
+//    without raising any GPU above the peak on w (balanced_search: lower_window_peaks);
 // 6. migrate (with a previous plan, balanced_migration): within the balance budget, the plan that
 //    moves the fewest replicas;
 // 7. output: primaries get replica rank 0, the other replicas ranks 1, 2, ... in slot order.
@@ -96,6 +98,7 @@ private:
     StartScratch start_scratch_;
     MigrationScratch migration_scratch_;
     FillScratch fill_scratch_;
+    WindowScratch window_scratch_;
     std::int64_t forced_duplicates_ = 0;
 };
 

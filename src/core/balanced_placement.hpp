@@ -36,6 +36,13 @@ struct LayerShape {
     std::int32_t gpus_per_expert() const { return mode == PlacementMode::hierarchical ? gpus_per_node : gpus; }
 };
 
+/// A history of windows for one layer: window t's loads [E] start at windows + t * stride.
+struct LayerHistory {
+    const float* windows = nullptr;
+    std::int64_t count = 0;
+    std::int64_t stride = 0;
+};
+
 /// A set of GPUs searched together and the experts that may live on them: one node's GPUs and
 /// experts for hierarchical plans, everything otherwise.
 struct Domain {

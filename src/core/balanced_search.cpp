@@ -25,6 +25,9 @@ constexpr std::int32_t kTrials = 3;
 // Exchanges of two slots are searched from GPUs with at most this many loaded slots (plus two
 // without load): sparse layers, where few loaded replicas per GPU leave single swaps stuck.
 constexpr std::int32_t kExchangeSlots = 6;
+// lower_window_peaks takes a swap only when it lowers the sum of the window peaks by this
+// relative amount.
+constexpr double kWindowGain = 1e-4;
 
 struct Swap {
     std::int32_t a = -1, b = -1;  // slots on the heavy and on the other GPU
@@ -309,6 +312,158 @@ void perturbations(const Placement& pl, std::int32_t h, const Domain& d, SearchS
 }
 
 }  // namespace
+
+namespace {
+
+// GPU g's share of window t: its slots' shares summed in slot order.
+void refresh_window_gpu(const Placement& pl, WindowScratch& s, std::int64_t t, std::int32_t g) {
+    const std::int32_t R = pl.shape().slots, S = pl.shape().slots_per_gpu;
+    double sum = 0.0;
+    for (std::int32_t p = g * S; p < (g + 1) * S; ++p) sum += s.slot[static_cast<std::size_t>(t * R + p)];
+    s.gpu[static_cast<std::size_t>(t * pl.shape().gpus + g)] = sum;
+}
+
+// The shares of window t (1 / W_t) and of every slot, and the GPU sums in slot order.
+void load_window_shares(const Placement& pl, const LayerHistory& h, WindowScratch& s) {
+    const std::int32_t R = pl.shape().slots, E = pl.shape().experts;
+    s.share.assign(static_cast<std::size_t>(h.count), 0.0);
+    s.slot.resize(static_cast<std::size_t>(h.count * R));
+    s.gpu.resize(static_cast<std::size_t>(h.count * pl.shape().gpus));
+    for (std::int64_t t = 0; t < h.count; ++t) {
+        const float* w = h.windows + t * h.stride;
+        double total = 0.0;
+        for (std::int32_t e = 0; e < E; ++e) total += w[e];
+        const double share = total > 0.0 ? 1.0 / total : 0.0;
+        s.share[static_cast<std::size_t>(t)] = share;
+        for (std::int32_t p = 0; p < R; ++p) {
+            const std::int32_t e = pl.expert(p);
+            s.slot[static_cast<std::size_t>(t * R + p)] = static_cast<double>(w[e]) / pl.count(e) * share;
+        }
+        for (std::int32_t g = 0; g < pl.shape().gpus; ++g) refresh_window_gpu(pl, s, t, g);
+    }
+}
+
+// The three heaviest GPUs of every window [k, 3] (-1 where there are fewer GPUs); returns the
+// sum of the window peaks.
+double window_peaks(const Placement& pl, std::int64_t k, WindowScratch& s) {
+    const std::int32_t G = pl.shape().gpus;
+    s.top.assign(static_cast<std::size_t>(k * 3), -1);
+    double sum = 0.0;
+    for (std::int64_t t = 0; t < k; ++t) {
+        const double* gpu = s.gpu.data() + t * G;
+        std::int32_t* top = s.top.data() + t * 3;
+        for (std::int32_t g = 0; g < G; ++g) {
+            std::int32_t i = 3;
+            while (i > 0 && (top[i - 1] < 0 || gpu[g] > gpu[top[i - 1]])) --i;
+            if (i == 3) continue;
+            for (std::int32_t m = 2; m > i; --m) top[m] = top[m - 1];
+            top[i] = g;
+        }
+        sum += gpu[top[0]];
+    }
+    return sum;
+}
+
+// Window t's largest GPU share other than GPUs h and j (0 when there is none).
+double peak_without(const WindowScratch& s, std::int64_t t, std::int32_t G, std::int32_t h, std::int32_t j) {
+    for (std::int32_t i = 0; i < 3; ++i) {
+        const std::int32_t g = s.top[static_cast<std::size_t>(t * 3 + i)];
+        if (g < 0) break;
+        if (g != h && g != j) return s.gpu[static_cast<std::size_t>(t * G + g)];
+    }
+    return 0.0;
+}
+
+void window_pair_terms(const Placement& pl, const WindowScratch& s, std::int64_t k, std::int32_t h, std::int32_t j,
+                       std::vector<WindowPair>& out) {
+    const std::int32_t G = pl.shape().gpus;
+    out.clear();
+    for (std::int64_t t = 0; t < k; ++t) {
+        if (s.share[static_cast<std::size_t>(t)] == 0.0) continue;
+        const double* gpu = s.gpu.data() + t * G;
+        out.push_back(WindowPair{peak_without(s, t, G, h, j), gpu[h], gpu[j], gpu[s.top[static_cast<std::size_t>(t * 3)]]});
+    }
+}
+
+// The change of the sum of window peaks if slots a (GPU h) and b (GPU j) traded places.
+double window_peaks_change(const Placement& pl, const WindowScratch& s, std::int32_t a, std::int32_t b) {
+    const std::int32_t R = pl.shape().slots;
+    double change = 0.0;
+    std::size_t i = 0;
+    for (std::int64_t t = 0; i < s.pair.size(); ++t) {
+        if (s.share[static_cast<std::size_t>(t)] == 0.0) continue;
+        const WindowPair& w = s.pair[i++];
+        const double x = s.slot[static_cast<std::size_t>(t * R + a)] - s.slot[static_cast<std::size_t>(t * R + b)];
+        change += std::max({w.others, w.h - x, w.j + x}) - w.peak;
+    }
+    return change;
+}
+
+// The kSwapPartners GPUs of the domain other than g with the least share summed over the windows
+// (lower id on ties).
+const std::vector<std::int32_t>& lightest_in_windows(const Placement& pl, const Domain& d, std::int32_t g,
+                                                     std::int64_t k, WindowScratch& s) {
+    const std::int32_t G = pl.shape().gpus;
+    s.partners.clear();
+    s.summed.assign(static_cast<std::size_t>(G), 0.0);
+    for (std::int32_t j = d.first_gpu; j < d.last_gpu; ++j) {
+        if (j == g) continue;
+        s.partners.push_back(j);
+        for (std::int64_t t = 0; t < k; ++t) s.summed[j] += s.gpu[static_cast<std::size_t>(t * G + j)];
+    }
+    auto lighter = [&](std::int32_t a, std::int32_t b) { return s.summed[a] < s.summed[b] || (s.summed[a] == s.summed[b] && a < b); };
+    const std::size_t n = std::min(s.partners.size(), static_cast<std::size_t>(kSwapPartners));
+    std::partial_sort(s.partners.begin(), s.partners.begin() + static_cast<std::ptrdiff_t>(n), s.partners.end(), lighter);
+    s.partners.resize(n);
+    return s.partners;
+}
+
+}  // namespace
+
+std::int32_t lower_window_peaks(Placement& pl, const LayerHistory& h, double cap, std::int32_t max_steps,
+                                WindowScratch& s) {
+    if (h.count < 2) return 0;
+    const std::int32_t R = pl.shape().slots, S = pl.shape().slots_per_gpu;
+    load_window_shares(pl, h, s);
+    std::int32_t steps = 0;
+    while (steps < max_steps) {
+        const double current = window_peaks(pl, h.count, s);
+        s.heavy.clear();
+        for (std::int64_t t = 0; t < h.count; ++t) {
+            const std::int32_t g = s.top[static_cast<std::size_t>(t * 3)];
+            if (s.share[static_cast<std::size_t>(t)] > 0.0 && std::find(s.heavy.begin(), s.heavy.end(), g) == s.heavy.end())
+                s.heavy.push_back(g);
+        }
+        std::sort(s.heavy.begin(), s.heavy.end());
+        double best_change = -kWindowGain * current;
+        std::int32_t best_a = -1, best_b = -1;
+        for (const std::int32_t g : s.heavy) {
+            const Domain d = pl.domain(pl.num_domains() == 1 ? 0 : pl.node_of_gpu(g));
+            for (const std::int32_t j : lightest_in_windows(pl, d, g, h.count, s)) {
+                window_pair_terms(pl, s, h.count, g, j, s.pair);
+                for (std::int32_t a = g * S; a < (g + 1) * S; ++a)
+                    for (std::int32_t b = j * S; b < (j + 1) * S; ++b) {
+                        const double diff = pl.slot_load(a) - pl.slot_load(b);
+                        if (std::max(pl.gpu_load(g) - diff, pl.gpu_load(j) + diff) > cap * (1.0 - kRelativeGain)) continue;
+                        const double change = window_peaks_change(pl, s, a, b);
+                        if (change >= best_change || !swappable(pl, a, g, b, j)) continue;
+                        best_change = change;
+                        best_a = a;
+                        best_b = b;
+                    }
+            }
+        }
+        if (best_a < 0) break;
+        pl.swap_slots(best_a, best_b);
+        for (std::int64_t t = 0; t < h.count; ++t) {
+            std::swap(s.slot[static_cast<std::size_t>(t * R + best_a)], s.slot[static_cast<std::size_t>(t * R + best_b)]);
+            refresh_window_gpu(pl, s, t, pl.gpu_of(best_a));
+            refresh_window_gpu(pl, s, t, pl.gpu_of(best_b));
+        }
+        ++steps;
+    }
+    return steps;
+}
 
 void allow_vector_swap_scan(bool allowed) { vector_scan_allowed.store(allowed, std::memory_order_relaxed); }
 

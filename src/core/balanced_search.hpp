@@ -29,6 +29,24 @@ struct SearchScratch {
     std::vector<std::int32_t> slots;       // slots that may change hands in a count move
 };
 
+/// A window's terms for the swaps between two GPUs h and j (shares of the window's total): the
+/// largest of the other GPUs, those of h and j, and the window's peak.
+struct WindowPair {
+    double others = 0.0, h = 0.0, j = 0.0, peak = 0.0;
+};
+
+/// Reusable buffers of lower_window_peaks.
+struct WindowScratch {
+    std::vector<double> share;      // [k]: 1 / W_t, or 0 for a window without load
+    std::vector<double> slot;       // [k, R]: each slot's share of window t
+    std::vector<double> gpu;        // [k, G]: each GPU's share of window t
+    std::vector<std::int32_t> top;  // [k, 3]: the three heaviest GPUs of each window
+    std::vector<std::int32_t> heavy;  // GPUs that are the heaviest of some window
+    std::vector<WindowPair> pair;     // per window with load: terms of the GPU pair searched
+    std::vector<std::int32_t> partners;
+    std::vector<double> summed;       // [G]: share summed over the windows
+};
+
 /// How repair_duplicates removes an extra replica of an expert on a GPU.
 enum class RepairOrder {
     swap_first,     ///< swap it with a replica of another GPU; a count move only where no swap is allowed
@@ -57,6 +75,17 @@ std::int32_t improve_placement(Placement& placement, const Domain& domain, doubl
 /// placement back (Placement::rollback). Returns the rounds that improved.
 std::int32_t escape_local_optimum(Placement& placement, const Domain& domain, double stop_load, std::int32_t rounds,
                                   std::int32_t max_steps, SearchScratch& scratch);
+
+/// With two windows or more: swaps that lower the sum over the history windows of the largest
+/// GPU share, sum_t max_g L_t(g) / W_t, where L_t(g) = sum over g's slots of w_t(e) / c_e and W_t
+/// the window's total (windows without load left out), as SGLang's `deepseek_vec` plans on the
+/// per-window peaks. Every GPU's load on the planning weights stays <= `cap`, so the plan stays as
+/// balanced on them. Each step takes the best swap between a GPU g that is the heaviest of some
+/// window and one of the four GPUs of g's domain with the least share summed over the windows
+/// (lower id on ties), until none lowers the sum by a relative 1e-4 or after `max_steps` swaps.
+/// Returns the swaps made.
+std::int32_t lower_window_peaks(Placement& placement, const LayerHistory& history, double cap, std::int32_t max_steps,
+                                WindowScratch& scratch);
 
 /// Whether the swap search may use its AVX2 scan on CPUs that have it (default true). Both scans
 /// choose the same swaps; the switch lets a test compare them.

@@ -29,13 +29,6 @@ struct StartScratch {
 bool improve_group_split(const double* weight, const LayerShape& shape, std::vector<std::int32_t>& split,
                          StartScratch& scratch);
 
-/// A history of windows for one layer: window t's loads [E] start at windows + t * stride.
-struct LayerHistory {
-    const float* windows = nullptr;
-    std::int64_t count = 0;
-    std::int64_t stride = 0;
-};
-
 /// With two windows or more: the split (groups / N per node) that minimises the mean over the
 /// windows of the largest node share, max_n (load of n in window t) / W_t (windows without load
 /// left out), by exhaustive search when there are at most kMaxSplits splits. Keeps `split` unless

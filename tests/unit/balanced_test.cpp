@@ -185,9 +185,10 @@ TEST(BalancedSearch, TheVectorSwapScanChoosesTheSwapsOfTheScalarOne) {
 
 // ---- history -----------------------------------------------------------------------------
 
-// Loads a plan's layer `l` into a Placement of the global mode.
-core::Placement placement_of(const Plan& plan, std::int64_t l, const std::vector<double>& weight, const Topology& t) {
-    core::Placement pl(core::LayerShape::make(t, plan.logcnt.size(1), PlacementMode::global, true));
+// Loads a plan's layer `l` into a Placement of the mode.
+core::Placement placement_of(const Plan& plan, std::int64_t l, const std::vector<double>& weight, const Topology& t,
+                             PlacementMode mode = PlacementMode::global) {
+    core::Placement pl(core::LayerShape::make(t, plan.logcnt.size(1), mode, true));
     const at::Tensor row = plan.phy2log[l].contiguous();
     std::vector<std::int32_t> rank(static_cast<std::size_t>(t.num_replicas), 1);
     for (std::int64_t e = 0; e < plan.logcnt.size(1); ++e) rank[plan.log2phy[l][e][0].item<std::int64_t>()] = 0;
@@ -305,6 +306,79 @@ TEST(Balanced, RejectsATopologyWithMoreReplicasOfOneExpertPerGpuThanItCounts) {
     }
     EXPECT_NO_THROW(core::LayerShape::make(Topology{65536, 1, 1, 1}, 2, PlacementMode::global, true));
     EXPECT_THROW(core::LayerShape::make(Topology{65537, 1, 1, 1}, 2, PlacementMode::global, true), TopologyError);
+}
+
+// Each window's GPU shares [k, G] of a placement: sum over a GPU's slots of w_t(e) / c_e / W_t.
+std::vector<std::vector<double>> window_gpu_shares(const core::Placement& pl, const at::Tensor& windows) {
+    const std::int64_t k = windows.size(0);
+    std::vector<std::vector<double>> out(static_cast<std::size_t>(k), std::vector<double>(pl.shape().gpus, 0.0));
+    for (std::int64_t t = 0; t < k; ++t) {
+        const double total = windows[t].sum().item<double>();
+        for (std::int32_t p = 0; p < pl.shape().slots; ++p) {
+            const std::int32_t e = pl.expert(p);
+            out[t][pl.gpu_of(p)] += windows[t][e].item<double>() / pl.count(e) / total;
+        }
+    }
+    return out;
+}
+
+double sum_of_peaks(const std::vector<std::vector<double>>& shares) {
+    double sum = 0.0;
+    for (const auto& w : shares) sum += *std::max_element(w.begin(), w.end());
+    return sum;
+}
+
+TEST(BalancedHistory, WindowPeaksFallWithoutRaisingThePlanningPeakUntilNoSwapLowersThem) {
+    test::SeriesShape shape;
+    shape.windows = 4;
+    shape.layers = 12;
+    const at::Tensor windows = test::synthetic_series(shape).to(at::kFloat).contiguous();  // [4, L, E]
+    const Topology t{288, 8, 8, 32};  // four GPUs per node: the search tries every partner of a GPU
+    const std::int64_t E = windows.size(2);
+    const at::Tensor mean = windows.to(at::kDouble).mean(0);
+    const Plan from_mean = rebalance(mean.to(at::kFloat), t, balanced(PlacementMode::hierarchical));
+    core::WindowScratch scratch;
+    std::int32_t lowered = 0;
+    for (std::int64_t l = 0; l < windows.size(1); ++l) {
+        const at::Tensor row = mean[l].contiguous();
+        const std::vector<double> w(row.data_ptr<double>(), row.data_ptr<double>() + E);
+        core::Placement pl = placement_of(from_mean, l, w, t, PlacementMode::hierarchical);
+        const at::Tensor layer_windows = windows.select(1, l).contiguous();  // [4, E]
+        const double cap = pl.max_load(), before = sum_of_peaks(window_gpu_shares(pl, layer_windows));
+        const core::LayerHistory history{windows.data_ptr<float>() + l * E, 4, windows.size(1) * E};
+        lowered += core::lower_window_peaks(pl, history, cap, 4 * t.num_replicas, scratch) > 0;
+        ASSERT_LE(pl.max_load(), cap) << "layer " << l;
+        ASSERT_EQ(pl.duplicates(), 0) << "layer " << l;
+        const auto shares = window_gpu_shares(pl, layer_windows);
+        const double after = sum_of_peaks(shares);
+        EXPECT_LE(after, before * (1.0 + 1e-12)) << "layer " << l;
+        // No allowed swap between a window's heaviest GPU and a GPU of its node lowers the sum
+        // by the search's threshold while keeping every GPU within the cap.
+        const std::int32_t S = pl.shape().slots_per_gpu;
+        for (const auto& window : shares) {
+            const std::int32_t g = static_cast<std::int32_t>(std::max_element(window.begin(), window.end()) - window.begin());
+            const std::int32_t first = pl.node_of_gpu(g) * pl.shape().gpus_per_node;
+            for (std::int32_t j = first; j < first + pl.shape().gpus_per_node; ++j)
+                for (std::int32_t a = g * S; j != g && a < (g + 1) * S; ++a)
+                    for (std::int32_t b = j * S; b < (j + 1) * S; ++b) {
+                        const std::int32_t ea = pl.expert(a), eb = pl.expert(b);
+                        if (ea == eb || pl.held(ea, j) > 0 || pl.held(eb, g) > 0) continue;
+                        const double d = pl.slot_load(a) - pl.slot_load(b);
+                        if (std::max(pl.gpu_load(g) - d, pl.gpu_load(j) + d) > cap * (1.0 - 1e-12)) continue;
+                        auto swapped = shares;
+                        for (std::int64_t k = 0; k < 4; ++k) {
+                            const double x = (layer_windows[k][ea].item<double>() / pl.count(ea) -
+                                              layer_windows[k][eb].item<double>() / pl.count(eb)) /
+                                             layer_windows[k].sum().item<double>();
+                            swapped[k][g] -= x;
+                            swapped[k][j] += x;
+                        }
+                        EXPECT_GE(sum_of_peaks(swapped), after * (1.0 - 1e-4) * (1.0 - 1e-9))
+                            << "layer " << l << " slots " << a << " " << b;
+                    }
+        }
+    }
+    EXPECT_GT(lowered, 0);
 }
 
 TEST(BalancedHistory, RejectsBadWindows) {

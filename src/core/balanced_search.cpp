@@ -374,26 +374,30 @@ double peak_without(const WindowScratch& s, std::int64_t t, std::int32_t G, std:
     return 0.0;
 }
 
-void window_pair_terms(const Placement& pl, const WindowScratch& s, std::int64_t k, std::int32_t h, std::int32_t j,
-                       std::vector<WindowPair>& out) {
+void window_pair_terms(const Placement& pl, WindowScratch& s, std::int64_t k, std::int32_t h, std::int32_t j) {
     const std::int32_t G = pl.shape().gpus;
-    out.clear();
-    for (std::int64_t t = 0; t < k; ++t) {
-        if (s.share[static_cast<std::size_t>(t)] == 0.0) continue;
-        const double* gpu = s.gpu.data() + t * G;
-        out.push_back(WindowPair{peak_without(s, t, G, h, j), gpu[h], gpu[j], gpu[s.top[static_cast<std::size_t>(t * 3)]]});
+    s.pair.clear();
+    // Windows whose peak is on h or j first: only they can fall; in the others the peak stays.
+    for (const bool peak_on_pair : {true, false}) {
+        for (std::int64_t t = 0; t < k; ++t) {
+            const std::int32_t top = s.top[static_cast<std::size_t>(t * 3)];
+            if (s.share[static_cast<std::size_t>(t)] == 0.0 || (top == h || top == j) != peak_on_pair) continue;
+            const double* gpu = s.gpu.data() + t * G;
+            s.pair.push_back(WindowPair{t, peak_without(s, t, G, h, j), gpu[h], gpu[j], gpu[top]});
+        }
+        if (peak_on_pair) s.falling = s.pair.size();
     }
 }
 
-// The change of the sum of window peaks if slots a (GPU h) and b (GPU j) traded places.
-double window_peaks_change(const Placement& pl, const WindowScratch& s, std::int32_t a, std::int32_t b) {
+// The change of the sum of window peaks if slots a (GPU h) and b (GPU j) of the pair traded
+// places, or a value >= `bound` once it cannot be below it.
+double window_peaks_change(const Placement& pl, const WindowScratch& s, std::int32_t a, std::int32_t b, double bound) {
     const std::int32_t R = pl.shape().slots;
     double change = 0.0;
-    std::size_t i = 0;
-    for (std::int64_t t = 0; i < s.pair.size(); ++t) {
-        if (s.share[static_cast<std::size_t>(t)] == 0.0) continue;
-        const WindowPair& w = s.pair[i++];
-        const double x = s.slot[static_cast<std::size_t>(t * R + a)] - s.slot[static_cast<std::size_t>(t * R + b)];
+    for (std::size_t i = 0; i < s.pair.size(); ++i) {
+        if (i == s.falling && change >= bound) return change;  // the other windows add >= 0
+        const WindowPair& w = s.pair[i];
+        const double x = s.slot[static_cast<std::size_t>(w.t * R + a)] - s.slot[static_cast<std::size_t>(w.t * R + b)];
         change += std::max({w.others, w.h - x, w.j + x}) - w.peak;
     }
     return change;
@@ -440,12 +444,12 @@ std::int32_t lower_window_peaks(Placement& pl, const LayerHistory& h, double cap
         for (const std::int32_t g : s.heavy) {
             const Domain d = pl.domain(pl.num_domains() == 1 ? 0 : pl.node_of_gpu(g));
             for (const std::int32_t j : lightest_in_windows(pl, d, g, h.count, s)) {
-                window_pair_terms(pl, s, h.count, g, j, s.pair);
+                window_pair_terms(pl, s, h.count, g, j);
                 for (std::int32_t a = g * S; a < (g + 1) * S; ++a)
                     for (std::int32_t b = j * S; b < (j + 1) * S; ++b) {
                         const double diff = pl.slot_load(a) - pl.slot_load(b);
                         if (std::max(pl.gpu_load(g) - diff, pl.gpu_load(j) + diff) > cap * (1.0 - kRelativeGain)) continue;
-                        const double change = window_peaks_change(pl, s, a, b);
+                        const double change = window_peaks_change(pl, s, a, b, best_change);
                         if (change >= best_change || !swappable(pl, a, g, b, j)) continue;
                         best_change = change;
                         best_a = a;

@@ -29,9 +29,10 @@ struct SearchScratch {
     std::vector<std::int32_t> slots;       // slots that may change hands in a count move
 };
 
-/// A window's terms for the swaps between two GPUs h and j (shares of the window's total): the
+/// Window t's terms for the swaps between two GPUs h and j (shares of the window's total): the
 /// largest of the other GPUs, those of h and j, and the window's peak.
 struct WindowPair {
+    std::int64_t t = 0;
     double others = 0.0, h = 0.0, j = 0.0, peak = 0.0;
 };
 
@@ -43,6 +44,7 @@ struct WindowScratch {
     std::vector<std::int32_t> top;  // [k, 3]: the three heaviest GPUs of each window
     std::vector<std::int32_t> heavy;  // GPUs that are the heaviest of some window
     std::vector<WindowPair> pair;     // per window with load: terms of the GPU pair searched
+    std::size_t falling = 0;          // pair[0, falling): the windows whose peak is on the pair
     std::vector<std::int32_t> partners;
     std::vector<double> summed;       // [G]: share summed over the windows
 };

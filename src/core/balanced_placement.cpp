@@ -57,7 +57,8 @@ Placement::Placement(const LayerShape& shape)
       held_(static_cast<std::size_t>(shape.experts) * static_cast<std::size_t>(shape.gpus)),
       mask_(static_cast<std::size_t>(shape.experts) * static_cast<std::size_t>(words_)),
       by_node_(static_cast<std::size_t>(shape.experts)),
-      node_begin_(static_cast<std::size_t>(shape.nodes) + 1) {}
+      node_begin_(static_cast<std::size_t>(shape.nodes) + 1),
+      gpu_duplicates_(static_cast<std::size_t>(shape.gpus)) {}
 
 // Plain local pointers throughout: a store through primary_ (a byte type) may alias anything,
 // so loops on the members themselves would reload every table pointer after each slot.
@@ -81,6 +82,8 @@ void Placement::reset(const double* weight, const std::int64_t* phy2log, const s
     std::fill(count_.begin(), count_.end(), 0);
     std::fill(home_.begin(), home_.end(), 0);
     std::int64_t duplicates = 0;
+    std::int32_t* __restrict gpu_duplicates = gpu_duplicates_.data();
+    std::fill(gpu_duplicates, gpu_duplicates + G, 0);
     for (std::int32_t g = 0, p = 0; g < G; ++g) {
         const std::int32_t node = g / gpus_per_node;
         const std::uint64_t bit = std::uint64_t{1} << (g % 64);
@@ -90,7 +93,9 @@ void Placement::reset(const double* weight, const std::int64_t* phy2log, const s
             expert[p] = e;
             primary[p] = first;
             ++count[e];
-            duplicates += held[e * G + g]++ > 0;
+            const bool extra = held[e * G + g]++ > 0;
+            duplicates += extra;
+            gpu_duplicates[g] += extra;
             mask[static_cast<std::size_t>(e) * words + g / 64] |= bit;
             if (first) home[e] = node;
         }
@@ -198,10 +203,12 @@ void Placement::refresh_slot_loads(std::int32_t e) {
 
 void Placement::set_held(std::int32_t e, std::int32_t gpu, std::int32_t delta) {
     HeldCount& held = held_[e * shape_.gpus + gpu];
-    duplicates_ -= held > 1 ? held - 1 : 0;
+    const std::int32_t extra_before = held > 1 ? held - 1 : 0;
     const std::int32_t m = held + delta;
     held = static_cast<HeldCount>(m);
-    duplicates_ += m > 1 ? m - 1 : 0;
+    const std::int32_t extra_change = (m > 1 ? m - 1 : 0) - extra_before;
+    duplicates_ += extra_change;
+    gpu_duplicates_[gpu] += extra_change;
     std::uint64_t& word = mask_[static_cast<std::size_t>(e) * words_ + gpu / 64];
     const std::uint64_t bit = std::uint64_t{1} << (gpu % 64);
     word = m > 0 ? (word | bit) : (word & ~bit);

@@ -118,6 +118,8 @@ public:
     double max_load() const;
     /// Duplicates: sum over (expert, GPU) of max(0, replicas - 1), kept up to date.
     std::int64_t duplicates() const;
+    /// Duplicates on one GPU: sum over experts of max(0, replicas on `gpu` - 1).
+    std::int32_t duplicates_on(std::int32_t gpu) const { return gpu_duplicates_[gpu]; }
 
     /// Calls f(gpu) for every GPU holding a replica of expert e, in ascending order.
     template <typename F>
@@ -159,6 +161,7 @@ private:
     std::vector<std::int32_t> by_node_;     // [E]: experts ordered by home node (stable)
     std::vector<std::int32_t> node_begin_;  // [N + 1]: offsets into by_node_
     std::int64_t duplicates_ = 0;
+    std::vector<std::int32_t> gpu_duplicates_;  // [G]
     bool recording_ = false;
     std::vector<Change> journal_;
 };

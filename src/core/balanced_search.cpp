@@ -619,7 +619,7 @@ std::int64_t repair_duplicates(Placement& pl, RepairOrder order, SearchScratch& 
     for (std::int32_t k = 0; k < pl.num_domains(); ++k) {
         const Domain d = pl.domain(k);
         for (std::int32_t g = d.first_gpu; g < d.last_gpu; ++g) {
-            for (std::int32_t s = g * S; s < (g + 1) * S; ++s) {
+            for (std::int32_t s = g * S; s < (g + 1) * S && pl.duplicates_on(g) > 0; ++s) {
                 const std::int32_t e = pl.expert(s);
                 if (pl.held(e, g) < 2 || (pl.primary(s) && shape.mode == PlacementMode::relaxed)) continue;
                 if (order == RepairOrder::swap_first) {

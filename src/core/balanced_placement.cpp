@@ -74,7 +74,7 @@ void Placement::reset(const double* weight, const std::int64_t* phy2log, const s
     // Clear the replica table through the previous layer's slots: O(R), not O(E G).
     if (loaded_)
         for (std::int32_t g = 0, p = 0; g < G; ++g)
-            for (std::int32_t k = 0; k < S; ++k, ++p) held[expert[p] * G + g] = 0;
+            for (std::int32_t k = 0; k < S; ++k, ++p) held[g * E + expert[p]] = 0;
     std::fill(mask_.begin(), mask_.end(), 0);
     loaded_ = true;
     commit();
@@ -93,7 +93,7 @@ void Placement::reset(const double* weight, const std::int64_t* phy2log, const s
             expert[p] = e;
             primary[p] = first;
             ++count[e];
-            const bool extra = held[e * G + g]++ > 0;
+            const bool extra = held[g * E + e]++ > 0;
             duplicates += extra;
             gpu_duplicates[g] += extra;
             mask[static_cast<std::size_t>(e) * words + g / 64] |= bit;
@@ -177,9 +177,9 @@ bool Placement::may_release(std::int32_t slot) const {
     const std::int32_t e = expert_[slot];
     if (count_[e] < 2) return false;
     if (!primary_[slot] || shape_.mode != PlacementMode::relaxed) return true;
-    const std::int32_t first = home_[e] * shape_.gpus_per_node, G = shape_.gpus;
+    const std::int32_t first = home_[e] * shape_.gpus_per_node;
     std::int32_t at_home = 0;
-    for (std::int32_t g = first; g < first + shape_.gpus_per_node; ++g) at_home += held_[e * G + g];
+    for (std::int32_t g = first; g < first + shape_.gpus_per_node; ++g) at_home += held(e, g);
     return at_home >= 2;
 }
 
@@ -202,7 +202,7 @@ void Placement::refresh_slot_loads(std::int32_t e) {
 }
 
 void Placement::set_held(std::int32_t e, std::int32_t gpu, std::int32_t delta) {
-    HeldCount& held = held_[e * shape_.gpus + gpu];
+    HeldCount& held = held_[gpu * shape_.experts + e];
     const std::int32_t extra_before = held > 1 ? held - 1 : 0;
     const std::int32_t m = held + delta;
     held = static_cast<HeldCount>(m);

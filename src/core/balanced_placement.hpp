@@ -13,7 +13,7 @@
 
 namespace eplb::core {
 
-/// Replicas of one expert on one GPU (at most min(S, R - E + 1)); narrow, so that the [E, G]
+/// Replicas of one expert on one GPU (at most min(S, R - E + 1)); narrow, so that the [G, E]
 /// table of them stays in the first-level cache.
 using HeldCount = std::uint16_t;
 
@@ -72,7 +72,7 @@ public:
     const double* slot_loads() const { return slot_load_.data(); }
     double gpu_load(std::int32_t gpu) const { return gpu_load_[gpu]; }
     /// Replicas of expert e on `gpu`.
-    std::int32_t held(std::int32_t e, std::int32_t gpu) const { return held_[e * shape_.gpus + gpu]; }
+    std::int32_t held(std::int32_t e, std::int32_t gpu) const { return held_[gpu * shape_.experts + e]; }
     /// The node of expert e's primary replica (its group's home node).
     std::int32_t home_node(std::int32_t e) const { return home_[e]; }
     std::int32_t gpu_of(std::int32_t slot) const { return slot / shape_.slots_per_gpu; }
@@ -156,7 +156,7 @@ private:
     std::vector<double> replica_load_;      // [E]: w_e / c_e, scratch of reset()
     std::vector<std::int32_t> home_;        // [E]
     std::vector<double> gpu_load_;          // [G]
-    std::vector<HeldCount> held_;           // [E, G] replicas of e on g
+    std::vector<HeldCount> held_;           // [G, E] replicas of e on g (a GPU's row is contiguous)
     std::vector<std::uint64_t> mask_;       // [E, words]: bit g set when g holds e
     std::vector<std::int32_t> by_node_;     // [E]: experts ordered by home node (stable)
     std::vector<std::int32_t> node_begin_;  // [N + 1]: offsets into by_node_

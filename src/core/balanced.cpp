@@ -99,7 +99,7 @@ void BalancedPlanner::repair_and_improve(const double* weight, RepairOrder order
 // sparse and still that far above, packing to a target (balanced_fill); each domain at most once.
 void BalancedPlanner::improve(const double* weight, double reference) {
     const std::int32_t domains = placement_.num_domains();
-    const std::int32_t max_steps = 4 * shape_.slots;
+    const std::int32_t max_steps = search_steps();
     // A domain can never get below its mean GPU load, and no domain needs to get below the
     // largest of the means (the layer's peak cannot): each stops at the larger of the two.
     stop_.assign(static_cast<std::size_t>(domains), 0.0);
@@ -120,7 +120,7 @@ void BalancedPlanner::improve(const double* weight, double reference) {
     std::vector<bool> done(static_cast<std::size_t>(domains), false);
     while (true) {
         const std::int32_t heaviest = placement_.heaviest_gpu(0, shape_.gpus);
-        const std::int32_t k = domains == 1 ? 0 : placement_.node_of_gpu(heaviest);
+        const std::int32_t k = placement_.domain_index(heaviest);
         const Domain d = placement_.domain(k);
         if (done[k]) break;
         done[k] = true;
@@ -186,7 +186,7 @@ bool BalancedPlanner::migrate(const double* weight, const std::int64_t* previous
         placement_.reset(weight, start_phy2log_.data(), start_rank_.data());
     }
     if (shape_.no_duplicates) repair_duplicates(placement_, RepairOrder::swap_first, scratch_);
-    const std::int32_t max_steps = 4 * shape_.slots;
+    const std::int32_t max_steps = search_steps();
     for (std::int32_t k = 0; k < placement_.num_domains(); ++k) {
         const Domain d = placement_.domain(k);
         improve_placement(placement_, d, budget, /*count_moves=*/true, max_steps, scratch_);
@@ -223,7 +223,7 @@ LayerNotes BalancedPlanner::plan_layer(std::int32_t row, const double* weight, c
     if (shape_.no_duplicates && placement_.duplicates() > 0) spread_out(weight, reference);
     forced_duplicates_ = shape_.no_duplicates ? placement_.duplicates() : 0;
     // Step 5, planning from several windows: lower their own peaks where the planning load allows.
-    lower_window_peaks(placement_, history, placement_.max_load(), 4 * shape_.slots, window_scratch_);
+    lower_window_peaks(placement_, history, placement_.max_load(), search_steps(), window_scratch_);
     notes.above_reference = placement_.max_load() > reference * (1.0 + kSameLoad);
     write(out);
     if (previous) notes.kept_previous = migrate(weight, previous, out);

@@ -75,6 +75,8 @@ private:
     bool migrate(const double* weight, const std::int64_t* previous, LayersOut out);
     bool node_loads_fit(double budget) const;
     void spread_out(const double* weight, double reference);
+    /// Changes a local search may make on one layer: 4 R.
+    std::int32_t search_steps() const { return 4 * shape_.slots; }
 
     LayerShape shape_;
     PlanOptions options_;

@@ -81,6 +81,8 @@ public:
     /// The search domains of the mode: one per node for hierarchical plans, one otherwise.
     std::int32_t num_domains() const;
     Domain domain(std::int32_t index) const;
+    /// The index of the domain holding `gpu`.
+    std::int32_t domain_index(std::int32_t gpu) const { return num_domains() == 1 ? 0 : node_of_gpu(gpu); }
 
     /// True when the replica in `slot` may live on `gpu` under the mode's rule (duplicates aside).
     bool may_host(std::int32_t slot, std::int32_t gpu) const;

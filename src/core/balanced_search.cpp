@@ -432,17 +432,15 @@ std::int32_t lower_window_peaks(Placement& pl, const LayerHistory& h, double cap
     std::int32_t steps = 0;
     while (steps < max_steps) {
         const double current = window_peaks(pl, h.count, s);
-        s.heavy.clear();
-        for (std::int64_t t = 0; t < h.count; ++t) {
-            const std::int32_t g = s.top[static_cast<std::size_t>(t * 3)];
-            if (s.share[static_cast<std::size_t>(t)] > 0.0 && std::find(s.heavy.begin(), s.heavy.end(), g) == s.heavy.end())
-                s.heavy.push_back(g);
-        }
+        s.heavy.clear();  // the windows' heaviest GPUs, each once, ascending
+        for (std::int64_t t = 0; t < h.count; ++t)
+            if (s.share[static_cast<std::size_t>(t)] > 0.0) s.heavy.push_back(s.top[static_cast<std::size_t>(t * 3)]);
         std::sort(s.heavy.begin(), s.heavy.end());
+        s.heavy.erase(std::unique(s.heavy.begin(), s.heavy.end()), s.heavy.end());
         double best_change = -kWindowGain * current;
         std::int32_t best_a = -1, best_b = -1;
         for (const std::int32_t g : s.heavy) {
-            const Domain d = pl.domain(pl.num_domains() == 1 ? 0 : pl.node_of_gpu(g));
+            const Domain d = pl.domain(pl.domain_index(g));
             for (const std::int32_t j : lightest_in_windows(pl, d, g, h.count, s)) {
                 window_pair_terms(pl, s, h.count, g, j);
                 for (std::int32_t a = g * S; a < (g + 1) * S; ++a)
@@ -615,11 +613,10 @@ bool release(Placement& pl, const Domain& d, std::int32_t slot, std::int32_t g, 
 std::int64_t repair_duplicates(Placement& pl, RepairOrder order, SearchScratch& scratch) {
     const LayerShape& shape = pl.shape();
     const std::int32_t S = shape.slots_per_gpu;
-    if (pl.duplicates() == 0) return 0;
     for (std::int32_t k = 0; k < pl.num_domains(); ++k) {
         const Domain d = pl.domain(k);
         for (std::int32_t g = d.first_gpu; g < d.last_gpu; ++g) {
-            for (std::int32_t s = g * S; s < (g + 1) * S && pl.duplicates_on(g) > 0; ++s) {
+            for (std::int32_t s = g * S; s < (g + 1) * S && pl.duplicates_on(g) > 0; ++s) {  // until g has none
                 const std::int32_t e = pl.expert(s);
                 if (pl.held(e, g) < 2 || (pl.primary(s) && shape.mode == PlacementMode::relaxed)) continue;
                 if (order == RepairOrder::swap_first) {

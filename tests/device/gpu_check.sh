@@ -5,7 +5,8 @@
 #   3. checks on CUDA that the batched engine gives exactly the native engine's plans (GoogleTest
 #      suite with EPLB_TEST_DEVICE=cuda, or the stand-alone eplb_device_check without GoogleTest);
 #   4. benchmarks layers/s per B for native (CPU) and batched (CPU, CUDA) and prints a table with
-#      the CPU-vs-CUDA crossover that sets kAutoCudaMinLayers (include/eplb/rebalance.hpp).
+#      the CPU-vs-CUDA crossover that sets kAutoCudaMinLayers (include/eplb/rebalance.hpp);
+#   5. times one plan of each policy on one core of the host (eplb_bench, interleaved repetitions).
 #
 #   tests/device/gpu_check.sh                 # on the GPU machine, from the repository root
 #   EPLB_GPU_CHECK_SKIP_CUDA=1 tests/device/gpu_check.sh   # dry run on a machine without a GPU
@@ -133,7 +134,7 @@ if grep -q "eplb_batched_tests" "$build/CTestTestfile.cmake" "$build/tests/CTest
 fi
 have_bench=0
 if grep -q "eplb_batched_bench" "$build/build.ninja" "$build/Makefile" "$build/tests/bench/Makefile" 2>/dev/null; then
-  if cmake --build "$build" -j "$jobs" --target eplb_batched_bench >> "$logs/build.log" 2>&1; then
+  if cmake --build "$build" -j "$jobs" --target eplb_batched_bench eplb_bench >> "$logs/build.log" 2>&1; then
     have_bench=1
   else
     tail -20 "$logs/build.log"
@@ -230,6 +231,21 @@ if suggest:
     print(f"suggested kAutoCudaMinLayers = {max(suggest)}")
 PY
 cat "$logs/table.md" || true
+
+# ---- 5. the policies on one core of this host ---------------------------------------------------
+# The per-plan times of rebalance_bench.cpp (one thread, 58 x 256, 288/8/4/32), repetitions
+# interleaved at random so that a busy spell falls on every policy alike.
+if [ $have_bench = 1 ]; then
+  stage "policies on one core: eplb_bench, medians of 10 interleaved repetitions"
+  note "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+  if "$build/tests/bench/eplb_bench" --benchmark_repetitions=10 --benchmark_report_aggregates_only=true \
+       --benchmark_enable_random_interleaving=true --benchmark_min_time=0.2 > "$logs/policy_bench.log" 2>&1; then
+    grep -E '_median ' "$logs/policy_bench.log" | awk '{printf "    %-40s %10s %s\n", $1, $2, $3}'
+  else
+    tail -10 "$logs/policy_bench.log"
+    fail "eplb_bench"
+  fi
+fi
 
 stage "done"
 if [ ${#failures[@]} -gt 0 ]; then

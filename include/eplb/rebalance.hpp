@@ -58,7 +58,11 @@ PlacementMode parse_placement_mode(std::string_view name);
 /// Besides, hierarchical and relaxed plans split the groups over nodes for the history itself:
 /// the split minimises the mean over the windows of the largest node share
 /// max_n (load of node n in h_t) / W_t (as SGLang's `deepseek_vec` minimises per-window peaks),
-/// where that does not raise the max GPU load above `deepseek`'s on w.
+/// where that does not raise the max GPU load above `deepseek`'s on w. After planning on w, swaps
+/// lower the sum over the windows of the largest GPU share, sum_t max_g (load of GPU g in h_t) /
+/// W_t, giving up at most `PlanOptions::max_balance_loss` of the balance on w (no GPU above
+/// P / (1 - max_balance_loss), P the max GPU load reached on w) and never rising above `deepseek`'s
+/// max GPU load on w.
 /// The references always plan from the plain sum of the windows.
 enum class HistoryAggregation { mean, ema };
 
@@ -88,7 +92,9 @@ struct PlanOptions {
     /// picks one that moves the fewest replicas (slots whose expert changes), and an expert that
     /// stays on a GPU keeps its slot there.
     const Plan* previous = nullptr;
-    /// The balancedness a layer may give up to move fewer replicas, in [0, 1).
+    /// The balancedness on the planning load a layer may give up, in [0, 1): to move fewer
+    /// replicas (with `previous`) and, planning from two windows or more, to lower the windows'
+    /// own peaks (see HistoryAggregation). 0 keeps the best balance on the planning load.
     double max_balance_loss = 0.01;
 
     /// Throws UsageError naming a value out of range, or a setting the policy cannot honour

@@ -55,7 +55,8 @@ po::options_description policy_setting_options(PolicySettings& s) {
         ("allow-duplicates", po::value(&s.allow_duplicates)->default_value(false)->implicit_value(true),
          "let the balanced policy put two replicas of one expert on one GPU")
         ("max-balance-loss", po::value(&s.max_balance_loss)->default_value(s.max_balance_loss),
-         "with --previous: the balancedness a layer may give up to move fewer replicas, in [0, 1)")
+         "the balancedness on the planning load a layer may give up, in [0, 1): with --previous to move "
+         "fewer replicas, with --history k >= 2 to lower the windows' own peaks")
         ("previous", po::value(&s.previous),
          "the plan now deployed: ARCHIVE:PLAN_ID (a plan of an eplb archive, ID or unique prefix) or an "
          "SGLang expert-location JSON file; the balanced policy moves as few replicas as it can");

@@ -134,7 +134,7 @@ void BalancedPlanner::improve(const double* weight, double reference) {
     }
 }
 
-// Step 7: the placement as plan rows; primaries are replica 0, the others follow in slot order.
+// Step 8: the placement as plan rows; primaries are replica 0, the others follow in slot order.
 void BalancedPlanner::write(LayersOut out) {
     std::vector<std::int32_t>& next_rank = next_rank_;
     next_rank.assign(static_cast<std::size_t>(shape_.experts), 1);
@@ -170,9 +170,12 @@ bool BalancedPlanner::node_loads_fit(double budget) const {
     return true;
 }
 
-// Step 6: the fewer-moves candidate within the budget; `out` holds the plan made from scratch.
-bool BalancedPlanner::migrate(const double* weight, const std::int64_t* previous, LayersOut out) {
-    const double budget = placement_.max_load() / (1.0 - options_.max_balance_loss) * (1.0 + kSameLoad);
+double BalancedPlanner::balance_budget(double best) const { return best / (1.0 - options_.max_balance_loss); }
+
+// Step 7: the fewer-moves candidate within the budget of the best max GPU load `best`; `out`
+// holds the plan made from scratch.
+bool BalancedPlanner::migrate(const double* weight, const std::int64_t* previous, double best, LayersOut out) {
+    const double budget = balance_budget(best) * (1.0 + kSameLoad);
     relabel_to_previous(shape_, out.phy2log, out.rank, previous, migration_scratch_);
     const std::int64_t relabelled_moves = moved_slots(out.phy2log, previous, shape_.slots);
     if (relabelled_moves == 0 || !previous_ranks(shape_, previous, start_rank_.data(), migration_scratch_))
@@ -222,11 +225,17 @@ LayerNotes BalancedPlanner::plan_layer(std::int32_t row, const double* weight, c
     }
     if (shape_.no_duplicates && placement_.duplicates() > 0) spread_out(weight, reference);
     forced_duplicates_ = shape_.no_duplicates ? placement_.duplicates() : 0;
-    // Step 5, planning from several windows: lower their own peaks where the planning load allows.
+    // Step 6, planning from several windows: lower their own peaks, first without raising the
+    // peak on the planning load (which may lower it: the best balance reached), then giving up at
+    // most max_balance_loss of that balance, never going above the reference.
     lower_window_peaks(placement_, history, placement_.max_load(), search_steps(), window_scratch_);
+    const double best = placement_.max_load();
+    if (options_.max_balance_loss > 0.0)
+        lower_window_peaks(placement_, history, std::max(best, std::min(reference, balance_budget(best))),
+                           search_steps(), window_scratch_);
     notes.above_reference = placement_.max_load() > reference * (1.0 + kSameLoad);
     write(out);
-    if (previous) notes.kept_previous = migrate(weight, previous, out);
+    if (previous) notes.kept_previous = migrate(weight, previous, best, out);
     notes.forced_duplicates = forced_duplicates_;
     return notes;
 }

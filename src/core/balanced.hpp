@@ -18,11 +18,12 @@
 // 5. fallback: a result above the reference is planned again from the reference, its duplicates
 //    released to other experts instead of swapped away, and the better plan is kept; where repairs
 //    leave duplicates, the layer is planned again from a duplicate-free start (spread_start);
-//    planning from several windows, swaps then lower the sum of the windows' own peak shares
-//    without raising any GPU above the peak on w (balanced_search: lower_window_peaks);
-// 6. migrate (with a previous plan, balanced_migration): within the balance budget, the plan that
-//    moves the fewest replicas;
-// 7. output: primaries get replica rank 0, the other replicas ranks 1, 2, ... in slot order.
+// 6. history (planning from several windows): swaps lower the sum of the windows' own peak
+//    shares (balanced_search: lower_window_peaks) while no GPU rises above the balance budget of
+//    the peak P on w, P / (1 - max_balance_loss), nor above the reference;
+// 7. migrate (with a previous plan, balanced_migration): within the balance budget of P, the
+//    plan that moves the fewest replicas;
+// 8. output: primaries get replica rank 0, the other replicas ranks 1, 2, ... in slot order.
 #pragma once
 
 #include "balanced_fill.hpp"
@@ -72,7 +73,9 @@ private:
     void repair_and_improve(const double* weight, RepairOrder order, double reference);
     void improve(const double* weight, double reference);
     void write(LayersOut out);
-    bool migrate(const double* weight, const std::int64_t* previous, LayersOut out);
+    bool migrate(const double* weight, const std::int64_t* previous, double best, LayersOut out);
+    /// The highest max GPU load within max_balance_loss of `best`: best / (1 - max_balance_loss).
+    double balance_budget(double best) const;
     bool node_loads_fit(double budget) const;
     void spread_out(const double* weight, double reference);
     /// Changes a local search may make on one layer: 4 R.

@@ -377,16 +377,33 @@ double peak_without(const WindowScratch& s, std::int64_t t, std::int32_t G, std:
 void window_pair_terms(const Placement& pl, WindowScratch& s, std::int64_t k, std::int32_t h, std::int32_t j) {
     const std::int32_t G = pl.shape().gpus;
     s.pair.clear();
+    s.pair_floor = 0.0;
     // Windows whose peak is on h or j first: only they can fall; in the others the peak stays.
     for (const bool peak_on_pair : {true, false}) {
         for (std::int64_t t = 0; t < k; ++t) {
             const std::int32_t top = s.top[static_cast<std::size_t>(t * 3)];
             if (s.share[static_cast<std::size_t>(t)] == 0.0 || (top == h || top == j) != peak_on_pair) continue;
             const double* gpu = s.gpu.data() + t * G;
-            s.pair.push_back(WindowPair{t, peak_without(s, t, G, h, j), gpu[h], gpu[j], gpu[top]});
+            const double others = peak_without(s, t, G, h, j);
+            const double floor = std::max(others, 0.5 * (gpu[h] + gpu[j]));
+            s.pair.push_back(WindowPair{t, others, gpu[h], gpu[j], gpu[top], floor, top == h});
+            if (peak_on_pair) s.pair_floor += floor - gpu[top];
         }
         if (peak_on_pair) s.falling = s.pair.size();
     }
+}
+
+// At least window_peaks_change for every swap of the pair that moves slot a off GPU h: in a
+// window whose peak is on h, the new peak is also at least h's share less a's.
+double slot_floor(const WindowScratch& s, std::int32_t R, std::int32_t a) {
+    double floor = s.pair_floor;
+    for (std::size_t i = 0; i < s.falling; ++i) {
+        const WindowPair& w = s.pair[i];
+        if (!w.peak_on_h) continue;
+        const double without_a = w.h - s.slot[static_cast<std::size_t>(w.t * R + a)];
+        if (without_a > w.floor) floor += without_a - w.floor;
+    }
+    return floor;
 }
 
 // The change of the sum of window peaks if slots a (GPU h) and b (GPU j) of the pair traded
@@ -438,12 +455,17 @@ std::int32_t lower_window_peaks(Placement& pl, const LayerHistory& h, double cap
         std::sort(s.heavy.begin(), s.heavy.end());
         s.heavy.erase(std::unique(s.heavy.begin(), s.heavy.end()), s.heavy.end());
         double best_change = -kWindowGain * current;
+        // The floors skip pairs and slots that cannot beat the best change; the margin covers
+        // their rounding, so that the swaps chosen are those of the full scan.
+        const double margin = 1e-12 * current;
         std::int32_t best_a = -1, best_b = -1;
         for (const std::int32_t g : s.heavy) {
             const Domain d = pl.domain(pl.domain_index(g));
             for (const std::int32_t j : lightest_in_windows(pl, d, g, h.count, s)) {
                 window_pair_terms(pl, s, h.count, g, j);
-                for (std::int32_t a = g * S; a < (g + 1) * S; ++a)
+                if (s.pair_floor > best_change + margin) continue;
+                for (std::int32_t a = g * S; a < (g + 1) * S; ++a) {
+                    if (slot_floor(s, R, a) > best_change + margin) continue;
                     for (std::int32_t b = j * S; b < (j + 1) * S; ++b) {
                         const double diff = pl.slot_load(a) - pl.slot_load(b);
                         if (std::max(pl.gpu_load(g) - diff, pl.gpu_load(j) + diff) > cap * (1.0 - kRelativeGain)) continue;
@@ -453,6 +475,7 @@ std::int32_t lower_window_peaks(Placement& pl, const LayerHistory& h, double cap
                         best_a = a;
                         best_b = b;
                     }
+                }
             }
         }
         if (best_a < 0) break;

@@ -34,6 +34,9 @@ struct SearchScratch {
 struct WindowPair {
     std::int64_t t = 0;
     double others = 0.0, h = 0.0, j = 0.0, peak = 0.0;
+    /// At least the window's new peak after any swap of the pair: max(others, (h + j) / 2).
+    double floor = 0.0;
+    bool peak_on_h = false;
 };
 
 /// Reusable buffers of lower_window_peaks.
@@ -45,6 +48,7 @@ struct WindowScratch {
     std::vector<std::int32_t> heavy;  // GPUs that are the heaviest of some window
     std::vector<WindowPair> pair;     // per window with load: terms of the GPU pair searched
     std::size_t falling = 0;          // pair[0, falling): the windows whose peak is on the pair
+    double pair_floor = 0.0;          // sum over pair[0, falling) of floor - peak
     std::vector<std::int32_t> partners;
     std::vector<double> summed;       // [G]: share summed over the windows
 };
@@ -81,8 +85,8 @@ std::int32_t escape_local_optimum(Placement& placement, const Domain& domain, do
 /// With two windows or more: swaps that lower the sum over the history windows of the largest
 /// GPU share, sum_t max_g L_t(g) / W_t, where L_t(g) = sum over g's slots of w_t(e) / c_e and W_t
 /// the window's total (windows without load left out), as SGLang's `deepseek_vec` plans on the
-/// per-window peaks. Every GPU's load on the planning weights stays <= `cap`, so the plan stays as
-/// balanced on them. Each step takes the best swap between a GPU g that is the heaviest of some
+/// per-window peaks. Every GPU's load on the planning weights stays <= `cap` (the caller's balance
+/// budget on them). Each step takes the best swap between a GPU g that is the heaviest of some
 /// window and one of the four GPUs of g's domain with the least share summed over the windows
 /// (lower id on ties), until none lowers the sum by a relative 1e-4 or after `max_steps` swaps.
 /// Returns the swaps made.

@@ -112,10 +112,9 @@ std::string PolicySettings::to_json(Policy policy) const {
         if (aggregation != "mean") j["aggregation"] = aggregation;
         if (aggregation == "ema") j["ema_decay"] = ema_decay;
         if (allow_duplicates) j["allow_duplicates"] = true;
-        if (deployed) {
-            j["previous"] = deployed->identity;
-            j["max_balance_loss"] = max_balance_loss;
-        }
+        if (deployed) j["previous"] = deployed->identity;
+        // It shapes the plan with a previous plan or a history of windows.
+        if (deployed || history > 1) j["max_balance_loss"] = max_balance_loss;
     }
     return j.dump();
 }

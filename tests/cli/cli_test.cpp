@@ -261,14 +261,14 @@ TEST(PlanCommand, BalancedSettingsAndThePlanNowDeployed) {
     ASSERT_EQ(plans.size(), 3u);
     for (const PlanSummary& p : plans) {
         EXPECT_EQ(p.policy, "balanced");
-        EXPECT_EQ(p.policy_options, R"({"history":2,"mode":"global"})");
+        EXPECT_EQ(p.policy_options, R"({"history":2,"max_balance_loss":0.01,"mode":"global"})");
         EXPECT_EQ(p.bound_kind, "global");
         EXPECT_EQ(p.in_sample.duplicates, 0);
         EXPECT_GE(p.in_sample.node_locality, 0.0);
         EXPECT_LE(p.in_sample.node_locality, 1.0);
     }
     const Result inspected = eplb({"inspect", dir / "a.h5"}, dir);
-    EXPECT_NE(inspected.out.find(R"({"history":2,"mode":"global"})"), std::string::npos) << inspected.out;
+    EXPECT_NE(inspected.out.find(R"({"history":2,"max_balance_loss":0.01,"mode":"global"})"), std::string::npos) << inspected.out;
     EXPECT_EQ(eplb({"verify", dir / "a.h5"}, dir).code, 0);
 
     // The plan now deployed: a plan of the archive, then the same plan as SGLang's file.

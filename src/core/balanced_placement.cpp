@@ -164,15 +164,6 @@ Domain Placement::domain(std::int32_t index) const {
                   node_begin_[index + 1] - node_begin_[index]};
 }
 
-bool Placement::may_host(std::int32_t slot, std::int32_t gpu) const {
-    switch (shape_.mode) {
-        case PlacementMode::global: return true;
-        case PlacementMode::hierarchical: return node_of_gpu(gpu) == home_[expert_[slot]];
-        case PlacementMode::relaxed: return !primary_[slot] || node_of_gpu(gpu) == home_[expert_[slot]];
-    }
-    return false;
-}
-
 bool Placement::may_release(std::int32_t slot) const {
     const std::int32_t e = expert_[slot];
     if (count_[e] < 2) return false;

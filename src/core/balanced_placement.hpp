@@ -85,7 +85,14 @@ public:
     std::int32_t domain_index(std::int32_t gpu) const { return num_domains() == 1 ? 0 : node_of_gpu(gpu); }
 
     /// True when the replica in `slot` may live on `gpu` under the mode's rule (duplicates aside).
-    bool may_host(std::int32_t slot, std::int32_t gpu) const;
+    bool may_host(std::int32_t slot, std::int32_t gpu) const {
+        switch (shape_.mode) {
+            case PlacementMode::global: return true;
+            case PlacementMode::hierarchical: return node_of_gpu(gpu) == home_[expert_[slot]];
+            case PlacementMode::relaxed: return !primary_[slot] || node_of_gpu(gpu) == home_[expert_[slot]];
+        }
+        return false;
+    }
     /// True when a new replica of expert e may live on `gpu` under the mode's rule.
     bool may_host_expert(std::int32_t e, std::int32_t gpu) const {
         return shape_.mode != PlacementMode::hierarchical || node_of_gpu(gpu) == home_[e];

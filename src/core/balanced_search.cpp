@@ -76,12 +76,20 @@ bool may_beat(const SwapPair& pair, double la, double lightest_j, double heavies
     return pair.load_h - (la - lightest_j) < best && pair.load_j + (la - heaviest_j) < best;
 }
 
-// Every swap of the pair, slots of h then slots of j in ascending order.
+// May the replica in slot a move to GPU j of its domain? Only relaxed plans forbid moves within a
+// domain (a primary stays on its home node); the other modes' domains are where every replica of
+// theirs may live.
+bool may_move(const Placement& pl, std::int32_t a, std::int32_t j) {
+    return pl.shape().mode != PlacementMode::relaxed || pl.may_host(a, j);
+}
+
+// Every swap of the pair, slots of h then slots of j in ascending order (a slot of h that may not
+// move to j is skipped at once: no swap of it is allowed).
 void scan_pair(const Placement& pl, const SwapPair& pair, Swap& best) {
     const double* loads = pl.slot_loads();
     const auto [lightest_j, heaviest_j] = std::minmax_element(loads + pair.first_j, loads + pair.first_j + pair.slots);
     for (std::int32_t a = pair.first_h; a < pair.first_h + pair.slots; ++a) {
-        if (!may_beat(pair, loads[a], *lightest_j, *heaviest_j, best.peak)) continue;
+        if (!may_beat(pair, loads[a], *lightest_j, *heaviest_j, best.peak) || !may_move(pl, a, pair.j)) continue;
         for (std::int32_t b = pair.first_j; b < pair.first_j + pair.slots; ++b) consider_swap(pl, pair, a, b, best);
     }
 }
@@ -96,7 +104,7 @@ __attribute__((target("avx2"))) void scan_pair_avx2(const Placement& pl, const S
     const __m256d load_h = _mm256_set1_pd(pair.load_h), load_j = _mm256_set1_pd(pair.load_j);
     const __m256d zero = _mm256_setzero_pd();
     for (std::int32_t a = pair.first_h; a < pair.first_h + pair.slots; ++a) {
-        if (!may_beat(pair, loads[a], *lightest_j, *heaviest_j, best.peak)) continue;
+        if (!may_beat(pair, loads[a], *lightest_j, *heaviest_j, best.peak) || !may_move(pl, a, pair.j)) continue;
         const __m256d la = _mm256_set1_pd(loads[a]);
         for (std::int32_t b0 = pair.first_j; b0 < pair.first_j + pair.slots; b0 += 4) {
             const std::int32_t n = std::min(4, pair.first_j + pair.slots - b0);

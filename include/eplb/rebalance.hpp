@@ -172,7 +172,7 @@ struct DeviceSpec {
 /// fixed few thousand tensor operations (kernel launches) whatever B is. Measured with
 /// tests/device/gpu_check.sh on an NVIDIA H200 host (16 cores, native engine on 16 threads,
 /// DeepSeek-V3-shaped layers, README.md): CUDA is faster from 2,900 layers for `deepseek` and from
-/// 1,160 for `seed`; the larger crossover is taken.
+/// 580-1,160 for `seed` (two hosts); the larger crossover is taken.
 constexpr std::int64_t kAutoCudaMinLayers = 2900;
 
 /// What the caller asks for. `engine` unset: native on the CPU, batched on CUDA.

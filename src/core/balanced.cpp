@@ -230,9 +230,8 @@ LayerNotes BalancedPlanner::plan_layer(std::int32_t row, const double* weight, c
     // most max_balance_loss of that balance, never going above the reference.
     lower_window_peaks(placement_, history, placement_.max_load(), search_steps(), window_scratch_);
     const double best = placement_.max_load();
-    if (options_.max_balance_loss > 0.0)
-        lower_window_peaks(placement_, history, std::max(best, std::min(reference, balance_budget(best))),
-                           search_steps(), window_scratch_);
+    if (const double loose = std::min(reference, balance_budget(best)); loose > best)
+        lower_window_peaks(placement_, history, loose, search_steps(), window_scratch_);
     notes.above_reference = placement_.max_load() > reference * (1.0 + kSameLoad);
     write(out);
     if (previous) notes.kept_previous = migrate(weight, previous, best, out);

@@ -54,10 +54,12 @@ void gpus_by_load(const Placement& pl, const Domain& d, std::vector<std::int32_t
     std::sort(out.begin(), out.end(), [&](std::int32_t a, std::int32_t b) { return lighter_gpu(pl, a, b); });
 }
 
-// One GPU pair of best_swap: GPU h (load_h) with GPU j (load_j).
+// One GPU pair of best_swap: GPU h (load_h) with GPU j (load_j). Every mode lets a replica move
+// within its node, so only a pair on two nodes can hold slots that may not trade places.
 struct SwapPair {
     std::int32_t h, j, first_h, first_j, slots;
     double load_h, load_j;
+    bool crosses_nodes;
 };
 
 // Takes the swap of slot a (GPU h) with slot b (GPU j) as `best` when it is allowed and its larger
@@ -76,11 +78,9 @@ bool may_beat(const SwapPair& pair, double la, double lightest_j, double heavies
     return pair.load_h - (la - lightest_j) < best && pair.load_j + (la - heaviest_j) < best;
 }
 
-// May the replica in slot a move to GPU j of its domain? Only relaxed plans forbid moves within a
-// domain (a primary stays on its home node); the other modes' domains are where every replica of
-// theirs may live.
-bool may_move(const Placement& pl, std::int32_t a, std::int32_t j) {
-    return pl.shape().mode != PlacementMode::relaxed || pl.may_host(a, j);
+// May the replica in slot a (GPU h) move to GPU j of the pair?
+bool may_move(const Placement& pl, const SwapPair& pair, std::int32_t a) {
+    return !pair.crosses_nodes || pl.may_host(a, pair.j);
 }
 
 // Every swap of the pair, slots of h then slots of j in ascending order (a slot of h that may not
@@ -89,7 +89,7 @@ void scan_pair(const Placement& pl, const SwapPair& pair, Swap& best) {
     const double* loads = pl.slot_loads();
     const auto [lightest_j, heaviest_j] = std::minmax_element(loads + pair.first_j, loads + pair.first_j + pair.slots);
     for (std::int32_t a = pair.first_h; a < pair.first_h + pair.slots; ++a) {
-        if (!may_beat(pair, loads[a], *lightest_j, *heaviest_j, best.peak) || !may_move(pl, a, pair.j)) continue;
+        if (!may_beat(pair, loads[a], *lightest_j, *heaviest_j, best.peak) || !may_move(pl, pair, a)) continue;
         for (std::int32_t b = pair.first_j; b < pair.first_j + pair.slots; ++b) consider_swap(pl, pair, a, b, best);
     }
 }
@@ -104,7 +104,7 @@ __attribute__((target("avx2"))) void scan_pair_avx2(const Placement& pl, const S
     const __m256d load_h = _mm256_set1_pd(pair.load_h), load_j = _mm256_set1_pd(pair.load_j);
     const __m256d zero = _mm256_setzero_pd();
     for (std::int32_t a = pair.first_h; a < pair.first_h + pair.slots; ++a) {
-        if (!may_beat(pair, loads[a], *lightest_j, *heaviest_j, best.peak) || !may_move(pl, a, pair.j)) continue;
+        if (!may_beat(pair, loads[a], *lightest_j, *heaviest_j, best.peak) || !may_move(pl, pair, a)) continue;
         const __m256d la = _mm256_set1_pd(loads[a]);
         for (std::int32_t b0 = pair.first_j; b0 < pair.first_j + pair.slots; b0 += 4) {
             const std::int32_t n = std::min(4, pair.first_j + pair.slots - b0);
@@ -139,6 +139,7 @@ bool have_avx2() { return vector_scan_allowed.load(std::memory_order_relaxed) &&
 Swap best_swap(const Placement& pl, std::int32_t h, const std::vector<std::int32_t>& gpus, double limit) {
     const std::int32_t S = pl.shape().slots_per_gpu;
     const double load_h = pl.gpu_load(h);
+    const std::int32_t node_h = pl.node_of_gpu(h);
     const bool avx2 = have_avx2();
     Swap best;
     best.peak = limit;
@@ -148,7 +149,7 @@ Swap best_swap(const Placement& pl, std::int32_t h, const std::vector<std::int32
         if (0.5 * (load_h + load_j) >= best.peak) break;
         if (best.a >= 0 && partners_after_found++ == kSwapPartners) break;
         if (j == h) continue;
-        const SwapPair pair{h, j, first_slot(pl, h), first_slot(pl, j), S, load_h, load_j};
+        const SwapPair pair{h, j, first_slot(pl, h), first_slot(pl, j), S, load_h, load_j, pl.node_of_gpu(j) != node_h};
         if (avx2)
             scan_pair_avx2(pl, pair, best);
         else

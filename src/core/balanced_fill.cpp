@@ -104,8 +104,8 @@ struct Target {
         return true;
     }
 
-    // True when some count choice packs under T (s.row / s.rank then hold it), or else the
-    // depth-first search finds a packing.
+    // True when the depth-first search, or else some count choice, packs under T (s.row /
+    // s.rank then hold the packing).
     bool reachable(double T);
 };
 
@@ -174,14 +174,15 @@ void PackingSearch::write_rows() {
 
 bool Target::reachable(double T) {
     if (!fewest_counts(T)) return false;
+    PackingSearch search{*this, T};
+    if (search.run()) return true;
     if (gpus <= kMaxGpus) {
         std::int32_t choices = 1;
         for (std::int32_t t = 0; t < std::min(kTop, d.num_experts); ++t) choices *= kExtra + 1;
         for (std::int32_t extra = 0; extra < choices; ++extra)
             if (choose_counts(extra) && pack(T)) return true;
     }
-    PackingSearch search{*this, T};
-    return search.run();
+    return false;
 }
 
 bool PackingSearch::run() {

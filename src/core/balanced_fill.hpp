@@ -4,17 +4,20 @@
 // prefill statistics, layer 43: 11 % above the best plan before this step).
 //
 // A target T on a Domain of P GPUs with S slots each is reached by the first of two packings that
-// succeeds. (a) Where P <= 16, for every choice of extra replicas x in {0, .., kExtra}^m of the
-// m = kTop heaviest experts:
-// 1. counts: c_e = min(P, max(1, ceil(w_e / T)) + x_e), the slots left over given one at a time
-//    to the lightest experts (lower id on ties; experts without load first), so that P S
-//    replicas fill the domain;
-// 2. best-fit decreasing: replicas heaviest first (lower expert on ties), each onto the GPU with
-//    the least room left under T that can still take it (a free slot, no replica of the expert
-//    yet; lower GPU on ties); the first replica of an expert placed is its primary.
-// (b) A depth-first search over replica counts and GPUs, heaviest expert first, with a budget of
-//    nodes (balanced_fill.cpp, PackingSearch): on the prefill statistics' global plans (32 GPUs),
-//    where (a) is too costly, it brings the layers from 0.9940 to 0.9952 of the bound.
+// succeeds:
+// (a) a depth-first search over replica counts and GPUs, heaviest expert first, with a budget of
+//    nodes (balanced_fill.cpp, PackingSearch);
+// (b) where P <= 16, for every choice of extra replicas x in {0, .., kExtra}^m of the m = kTop
+//    heaviest experts:
+//    1. counts: c_e = min(P, max(1, ceil(w_e / T)) + x_e), the slots left over given one at a
+//       time to the lightest experts (lower id on ties; experts without load first), so that P S
+//       replicas fill the domain;
+//    2. best-fit decreasing: replicas heaviest first (lower expert on ties), each onto the GPU
+//       with the least room left under T that can still take it (a free slot, no replica of the
+//       expert yet; lower GPU on ties); the first replica of an expert placed is its primary.
+// On the prefill statistics, (a) brings the global plans (32 GPUs, where (b) is too costly) from
+// 0.9940 to 0.9952 of the bound, and the hierarchical ones from 0.9878 to 0.9907; (b) after it
+// adds 0.0005 (0.9912). Each alone reaches the proven optimum of layer 43.
 // T is bisected between a floor (the domain's bound) and the domain's current peak; the lowest T
 // reached replaces the domain's slots when its peak is lower.
 #pragma once

@@ -190,15 +190,15 @@ bool PackingSearch::run() {
     for (std::int32_t r = 0; r < t.d.num_experts; ++r)
         if (t.weight(t.s.by_weight[r]) > 0.0) loaded.push_back(t.s.by_weight[r]);
     n = static_cast<std::int32_t>(loaded.size());
-    const std::int32_t zeros = t.d.num_experts - n;
-    need_fill = std::max(0, S - zeros);
+    const std::int32_t num_zeros = t.d.num_experts - n;
+    need_fill = std::max(0, S - num_zeros);
     suffix_load.assign(static_cast<std::size_t>(n) + 1, 0.0);
     suffix_base.assign(static_cast<std::size_t>(n) + 1, 0);
     for (std::int32_t i = n - 1; i >= 0; --i) {
         suffix_load[i] = suffix_load[i + 1] + t.weight(loaded[i]);
         suffix_base[i] = suffix_base[i + 1] + t.s.base[loaded[i]];
     }
-    const std::int32_t spare = P * S - zeros - suffix_base[0];
+    const std::int32_t spare = P * S - num_zeros - suffix_base[0];
     if (spare < 0) return false;
     load.assign(static_cast<std::size_t>(P), 0.0);
     used.assign(static_cast<std::size_t>(P), 0);

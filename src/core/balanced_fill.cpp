@@ -18,10 +18,12 @@ constexpr std::int32_t kExtra = 3;
 // P GPUs).
 constexpr std::int32_t kSparseExperts = 4;
 constexpr std::int32_t kMaxGpus = 16;
-// Nodes the depth-first packing search may visit per target. On SGLang's DeepSeek-R1 prefill
-// statistics, global plans gain nothing beyond 200; hierarchical ones gain 0.04 % of the bound
-// from 200 to 500 and 0.03 % more up to 2,000, for 14 % and 58 % more instructions.
-constexpr std::int64_t kSearchNodes = 500;
+// The depth-first packing search visits at most kSearchWork / P nodes per target on P GPUs (a
+// node costs O(P)): 750 on a node of 8 GPUs, 187 on a layer of 32. On SGLang's DeepSeek-R1
+// prefill statistics, global plans gain nothing beyond 125 nodes; hierarchical ones gain 0.05 %
+// of the bound from 200 to 750 nodes and 0.02 % more up to 2,000, for 24 % and 45 % more
+// instructions.
+constexpr std::int64_t kSearchWork = 6000;
 
 struct PackingSearch;
 
@@ -109,7 +111,7 @@ struct Target {
     bool reachable(double T);
 };
 
-// Depth-first search for a packing under T, within a budget of kSearchNodes nodes (the exact
+// Depth-first search for a packing under T, within a budget of kSearchWork / P nodes (the exact
 // search of tests/bench/exact_optimum.py, in float64 and without its table of failed states):
 // loaded experts heaviest first, each given k >= its fewest replicas (the spare loaded slots shared
 // out as the search goes, fewest first) on k distinct GPUs with a free slot and room for w / k.
@@ -122,7 +124,7 @@ struct PackingSearch {
 
     Target& t;
     double T;
-    std::int64_t nodes = 0;
+    std::int64_t nodes = 0, budget = 0;
     std::int32_t n = 0, need_fill = 0;
     std::vector<std::int32_t> loaded;       // domain expert indices with load, heaviest first
     std::vector<double> suffix_load;        // [n + 1]
@@ -190,6 +192,7 @@ bool PackingSearch::run() {
     for (std::int32_t r = 0; r < t.d.num_experts; ++r)
         if (t.weight(t.s.by_weight[r]) > 0.0) loaded.push_back(t.s.by_weight[r]);
     n = static_cast<std::int32_t>(loaded.size());
+    budget = kSearchWork / P;
     const std::int32_t num_zeros = t.d.num_experts - n;
     need_fill = std::max(0, S - num_zeros);
     suffix_load.assign(static_cast<std::size_t>(n) + 1, 0.0);
@@ -215,7 +218,7 @@ bool PackingSearch::run() {
 
 bool PackingSearch::place_expert(std::int32_t i, std::int32_t spare) {
     const std::int32_t P = t.gpus, S = t.slots_per_gpu;
-    if (exhausted || ++nodes > kSearchNodes) {  // leaves count too: picks can be many
+    if (exhausted || ++nodes > budget) {  // leaves count too: picks can be many
         exhausted = true;
         return false;
     }

@@ -108,7 +108,7 @@ TEST(BalancedOnRealData, DecodePlansReachTheBoundOfTheirMode) {
 // Layer 43 of the prefill statistics: three experts carry 28 M of the 35 M tokens of the heaviest
 // node, which has 8 spare slots; tests/bench/exact_optimum.py proves that no hierarchical plan
 // gets its max GPU load below 4,450,432 tokens (0.975 x the node-split bound 4,339,136). Swaps and
-// count moves stall at 4,963,488 there; the packing to a target with chosen replica counts
+// count moves stall at 4,963,488 there; the packing to a target (search, or chosen replica counts)
 // reaches the optimum. Layer 22: the exact search proves the optimum within [3,845,355.5,
 // 3,845,606.4] (bound 3,803,728); the packing search reaches 3,845,606.4 (3,869,472 at a budget
 // of 500 nodes per target; 0.947 of the bound before the search).

@@ -120,28 +120,14 @@ struct Target {
 // room left. Every GPU must end with at least S - Z loaded replicas, Z the experts without load,
 // which then fill the free slots.
 struct PackingSearch {
-    PackingSearch(Target& target, double cap) : t(target), T(cap) {}
+    PackingSearch(Target& target, double cap) : t(target), T(cap), b(target.s.search) {}
 
     Target& t;
     double T;
+    PackingBuffers& b;
     std::int64_t nodes = 0, budget = 0;
     std::int32_t n = 0, need_fill = 0;
-    std::vector<std::int32_t> loaded;       // domain expert indices with load, heaviest first
-    std::vector<double> suffix_load;        // [n + 1]
-    std::vector<std::int32_t> suffix_base;  // [n + 1]
-    std::vector<double> load;               // [P]
-    std::vector<std::int32_t> used;         // [P]
-    std::vector<std::int32_t> gpus_of;      // [n, P]: the GPUs of each placed expert
-    std::vector<double> load_before;        // [n, P]: their loads before it
-    std::vector<std::int32_t> count;        // [n]
-    std::vector<std::int32_t> fits;         // [n]: GPUs of candidates[i] that may take a replica
-
-    std::vector<std::vector<std::int32_t>> candidates;  // per depth: GPUs with a free slot by (load, used)
     bool exhausted = false;
-
-    std::vector<std::int32_t> moved;    // the previous expert's GPUs, by (load, used, id)
-    std::vector<std::uint8_t> is_moved;  // [P]
-    std::vector<std::int32_t> zeros;    // domain expert indices without load
 
     bool run();
     void order_open_gpus(std::int32_t i);
@@ -154,23 +140,20 @@ struct PackingSearch {
 // the experts without load in turn (at most Z free slots per GPU, so no two of one on a GPU).
 void PackingSearch::write_rows() {
     const std::int32_t P = t.gpus, S = t.slots_per_gpu;
-    std::fill(used.begin(), used.end(), 0);
+    std::fill(b.used.begin(), b.used.end(), 0);
     for (std::int32_t i = 0; i < n; ++i)
-        for (std::int32_t j = 0; j < count[i]; ++j) {
-            const std::int32_t g = gpus_of[static_cast<std::size_t>(i) * P + j];
-            const std::int32_t slot = (t.d.first_gpu + g) * S + used[g]++;
-            t.s.row[slot] = t.d.experts[loaded[i]];
+        for (std::int32_t j = 0; j < b.count[i]; ++j) {
+            const std::int32_t g = b.gpus_of[static_cast<std::size_t>(i) * P + j];
+            const std::int32_t slot = (t.d.first_gpu + g) * S + b.used[g]++;
+            t.s.row[slot] = t.d.experts[b.loaded[i]];
             t.s.rank[slot] = j == 0 ? 0 : 1;
         }
-    zeros.clear();  // not empty when a slot is left: with Z = 0 every GPU ends full
-    for (std::int32_t k = 0; k < t.d.num_experts; ++k)
-        if (!(t.weight(k) > 0.0)) zeros.push_back(k);
-    std::int64_t next = 0;
+    std::int64_t next = 0;  // b.zeros is not empty when a slot is left: with Z = 0 every GPU ends full
     for (std::int32_t g = 0; g < P; ++g)
-        for (; used[g] < S; ++used[g], ++next) {
-            const std::int32_t slot = (t.d.first_gpu + g) * S + used[g];
-            t.s.row[slot] = t.d.experts[zeros[static_cast<std::size_t>(next % static_cast<std::int64_t>(zeros.size()))]];
-            t.s.rank[slot] = next < static_cast<std::int64_t>(zeros.size()) ? 0 : 1;
+        for (; b.used[g] < S; ++b.used[g], ++next) {
+            const std::int32_t slot = (t.d.first_gpu + g) * S + b.used[g];
+            t.s.row[slot] = t.d.experts[b.zeros[static_cast<std::size_t>(next % static_cast<std::int64_t>(b.zeros.size()))]];
+            t.s.rank[slot] = next < static_cast<std::int64_t>(b.zeros.size()) ? 0 : 1;
         }
 }
 
@@ -189,28 +172,31 @@ bool Target::reachable(double T) {
 
 bool PackingSearch::run() {
     const std::int32_t P = t.gpus, S = t.slots_per_gpu;
+    b.loaded.clear();
+    b.zeros.clear();
     for (std::int32_t r = 0; r < t.d.num_experts; ++r)
-        if (t.weight(t.s.by_weight[r]) > 0.0) loaded.push_back(t.s.by_weight[r]);
-    n = static_cast<std::int32_t>(loaded.size());
+        (t.weight(t.s.by_weight[r]) > 0.0 ? b.loaded : b.zeros).push_back(t.s.by_weight[r]);
+    std::sort(b.zeros.begin(), b.zeros.end());  // ascending domain index
+    n = static_cast<std::int32_t>(b.loaded.size());
     budget = kSearchWork / P;
-    const std::int32_t num_zeros = t.d.num_experts - n;
+    const std::int32_t num_zeros = static_cast<std::int32_t>(b.zeros.size());
     need_fill = std::max(0, S - num_zeros);
-    suffix_load.assign(static_cast<std::size_t>(n) + 1, 0.0);
-    suffix_base.assign(static_cast<std::size_t>(n) + 1, 0);
+    b.suffix_load.assign(static_cast<std::size_t>(n) + 1, 0.0);
+    b.suffix_base.assign(static_cast<std::size_t>(n) + 1, 0);
     for (std::int32_t i = n - 1; i >= 0; --i) {
-        suffix_load[i] = suffix_load[i + 1] + t.weight(loaded[i]);
-        suffix_base[i] = suffix_base[i + 1] + t.s.base[loaded[i]];
+        b.suffix_load[i] = b.suffix_load[i + 1] + t.weight(b.loaded[i]);
+        b.suffix_base[i] = b.suffix_base[i + 1] + t.s.base[b.loaded[i]];
     }
-    const std::int32_t spare = P * S - num_zeros - suffix_base[0];
+    const std::int32_t spare = P * S - num_zeros - b.suffix_base[0];
     if (spare < 0) return false;
-    load.assign(static_cast<std::size_t>(P), 0.0);
-    used.assign(static_cast<std::size_t>(P), 0);
-    gpus_of.assign(static_cast<std::size_t>(n) * P, 0);
-    load_before.assign(static_cast<std::size_t>(n) * P, 0.0);
-    count.assign(static_cast<std::size_t>(n), 0);
-    fits.assign(static_cast<std::size_t>(n), 0);
-    is_moved.assign(static_cast<std::size_t>(P), 0);
-    candidates.resize(static_cast<std::size_t>(n));
+    b.load.assign(static_cast<std::size_t>(P), 0.0);
+    b.used.assign(static_cast<std::size_t>(P), 0);
+    b.gpus_of.assign(static_cast<std::size_t>(n) * P, 0);
+    b.load_before.assign(static_cast<std::size_t>(n) * P, 0.0);
+    b.count.assign(static_cast<std::size_t>(n), 0);
+    b.fits.assign(static_cast<std::size_t>(n), 0);
+    b.is_moved.assign(static_cast<std::size_t>(P), 0);
+    b.candidates.resize(static_cast<std::size_t>(n));
     if (!place_expert(0, spare)) return false;
     write_rows();
     return true;
@@ -222,27 +208,27 @@ bool PackingSearch::place_expert(std::int32_t i, std::int32_t spare) {
         exhausted = true;
         return false;
     }
-    if (i == n) return std::all_of(used.begin(), used.end(), [&](std::int32_t u) { return u >= need_fill; });
+    if (i == n) return std::all_of(b.used.begin(), b.used.end(), [&](std::int32_t u) { return u >= need_fill; });
     double room = 0.0;
     std::int32_t missing = 0;
     for (std::int32_t g = 0; g < P; ++g) {
-        if (used[g] < S) room += T - load[g];
-        missing += std::max(0, need_fill - used[g]);
+        if (b.used[g] < S) room += T - b.load[g];
+        missing += std::max(0, need_fill - b.used[g]);
     }
-    if (suffix_load[i] > room * (1.0 + kFits) || missing > suffix_base[i] + spare) return false;
+    if (b.suffix_load[i] > room * (1.0 + kFits) || missing > b.suffix_base[i] + spare) return false;
     // The GPUs with a free slot by (load, used, id): those that may take a replica of size w / k
     // are a prefix of it, longer as k grows.
     order_open_gpus(i);
-    const std::vector<std::int32_t>& open = candidates[i];
-    const std::int32_t base = t.s.base[loaded[i]];
-    const double w = t.weight(loaded[i]);
+    const std::vector<std::int32_t>& open = b.candidates[i];
+    const std::int32_t base = t.s.base[b.loaded[i]];
+    const double w = t.weight(b.loaded[i]);
     std::int32_t fit = 0;
     for (std::int32_t k = base; k <= std::min(P, base + spare); ++k) {
         const double size = w / k;
-        while (fit < static_cast<std::int32_t>(open.size()) && load[open[fit]] + size <= T * (1.0 + kFits)) ++fit;
+        while (fit < static_cast<std::int32_t>(open.size()) && b.load[open[fit]] + size <= T * (1.0 + kFits)) ++fit;
         if (fit < k) continue;
-        count[i] = k;
-        fits[i] = fit;
+        b.count[i] = k;
+        b.fits[i] = fit;
         if (place_replicas(i, spare - (k - base), 0, 0)) return true;
         if (exhausted) return false;
     }
@@ -253,59 +239,59 @@ bool PackingSearch::place_expert(std::int32_t i, std::int32_t spare) {
 // where only that expert's GPUs changed: the others stay in order, and its GPUs are merged in.
 void PackingSearch::order_open_gpus(std::int32_t i) {
     const std::int32_t P = t.gpus, S = t.slots_per_gpu;
-    const auto before = [&](std::int32_t a, std::int32_t b) {
-        return load[a] < load[b] || (load[a] == load[b] && (used[a] < used[b] || (used[a] == used[b] && a < b)));
+    const auto before = [&](std::int32_t x, std::int32_t y) {
+        return b.load[x] < b.load[y] || (b.load[x] == b.load[y] && (b.used[x] < b.used[y] || (b.used[x] == b.used[y] && x < y)));
     };
-    std::vector<std::int32_t>& open = candidates[i];
+    std::vector<std::int32_t>& open = b.candidates[i];
     open.clear();
     if (i == 0) {
         for (std::int32_t g = 0; g < P; ++g) open.push_back(g);
         std::sort(open.begin(), open.end(), before);
         return;
     }
-    const std::int32_t* placed = gpus_of.data() + static_cast<std::size_t>(i - 1) * P;
-    const std::int32_t k = count[i - 1];
-    moved.assign(placed, placed + k);
-    std::sort(moved.begin(), moved.end(), before);
-    for (const std::int32_t g : moved) is_moved[g] = 1;
+    const std::int32_t* placed = b.gpus_of.data() + static_cast<std::size_t>(i - 1) * P;
+    const std::int32_t k = b.count[i - 1];
+    b.moved.assign(placed, placed + k);
+    std::sort(b.moved.begin(), b.moved.end(), before);
+    for (const std::int32_t g : b.moved) b.is_moved[g] = 1;
     std::size_t m = 0;
-    for (const std::int32_t g : candidates[i - 1]) {
-        if (is_moved[g]) continue;
-        for (; m < moved.size() && before(moved[m], g); ++m)
-            if (used[moved[m]] < S) open.push_back(moved[m]);
+    for (const std::int32_t g : b.candidates[i - 1]) {
+        if (b.is_moved[g]) continue;
+        for (; m < b.moved.size() && before(b.moved[m], g); ++m)
+            if (b.used[b.moved[m]] < S) open.push_back(b.moved[m]);
         open.push_back(g);
     }
-    for (; m < moved.size(); ++m)
-        if (used[moved[m]] < S) open.push_back(moved[m]);
-    for (const std::int32_t g : moved) is_moved[g] = 0;
+    for (; m < b.moved.size(); ++m)
+        if (b.used[b.moved[m]] < S) open.push_back(b.moved[m]);
+    for (const std::int32_t g : b.moved) b.is_moved[g] = 0;
 }
 
 // Takes the remaining replicas of expert i from the classes of candidates[i] from index `from`.
 bool PackingSearch::place_replicas(std::int32_t i, std::int32_t spare, std::int32_t from, std::int32_t taken) {
-    const std::int32_t k = count[i];
+    const std::int32_t k = b.count[i];
     if (taken == k) return place_expert(i + 1, spare);
-    const std::vector<std::int32_t>& c = candidates[i];
-    const std::int32_t size_c = fits[i];
+    const std::vector<std::int32_t>& c = b.candidates[i];
+    const std::int32_t size_c = b.fits[i];
     if (from == size_c) return false;
     std::int32_t to = from + 1;
-    while (to < size_c && load[c[to]] == load[c[from]] && used[c[to]] == used[c[from]]) ++to;
-    const double size = t.weight(loaded[i]) / k;  // as place_expert tested it
+    while (to < size_c && b.load[c[to]] == b.load[c[from]] && b.used[c[to]] == b.used[c[from]]) ++to;
+    const double size = t.weight(b.loaded[i]) / k;  // as place_expert tested it
     const std::int32_t most = std::min(to - from, k - taken), least = std::max(0, k - taken - (size_c - to));
     const std::int32_t P = t.gpus;
     for (std::int32_t m = most; m >= least; --m) {
         for (std::int32_t j = 0; j < m; ++j) {
             const std::int32_t g = c[from + j];
             const std::size_t at = static_cast<std::size_t>(i) * P + taken + j;
-            gpus_of[at] = g;
-            load_before[at] = load[g];  // restored exactly when the choice is undone
-            load[g] += size;
-            ++used[g];
+            b.gpus_of[at] = g;
+            b.load_before[at] = b.load[g];  // restored exactly when the choice is undone
+            b.load[g] += size;
+            ++b.used[g];
         }
         const bool ok = place_replicas(i, spare, to, taken + m);
         for (std::int32_t j = 0; j < m; ++j) {
             const std::int32_t g = c[from + j];
-            load[g] = load_before[static_cast<std::size_t>(i) * P + taken + j];
-            --used[g];
+            b.load[g] = b.load_before[static_cast<std::size_t>(i) * P + taken + j];
+            --b.used[g];
         }
         if (ok) return true;
         if (exhausted) return false;

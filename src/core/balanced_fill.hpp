@@ -29,6 +29,24 @@
 
 namespace eplb::core {
 
+/// Reusable buffers of pack_to_target's depth-first search (balanced_fill.cpp, PackingSearch); n
+/// loaded experts of the domain, P GPUs.
+struct PackingBuffers {
+    std::vector<std::int32_t> loaded;       // domain expert indices with load, heaviest first
+    std::vector<std::int32_t> zeros;        // domain expert indices without load, ascending
+    std::vector<double> suffix_load;        // [n + 1]
+    std::vector<std::int32_t> suffix_base;  // [n + 1]
+    std::vector<double> load;               // [P]
+    std::vector<std::int32_t> used;         // [P]
+    std::vector<std::int32_t> gpus_of;      // [n, P]: the GPUs of each placed expert
+    std::vector<double> load_before;        // [n, P]: their loads before it
+    std::vector<std::int32_t> count;        // [n]
+    std::vector<std::int32_t> fits;         // [n]: GPUs of candidates[i] that may take a replica
+    std::vector<std::vector<std::int32_t>> candidates;  // per depth: GPUs with a free slot by (load, used)
+    std::vector<std::int32_t> moved;        // the previous expert's GPUs, by (load, used, id)
+    std::vector<std::uint8_t> is_moved;     // [P]
+};
+
 /// Reusable buffers of pack_to_target.
 struct FillScratch {
     std::vector<std::int32_t> by_weight;  // domain expert indices, heaviest first (lower id on ties)
@@ -40,6 +58,7 @@ struct FillScratch {
     std::vector<std::uint8_t> holds;      // [domain experts, P]
     std::vector<std::int64_t> row, best_row, original_row;    // [R]: phy2log rows (the domain repacked)
     std::vector<std::int32_t> rank, best_rank, original_rank;  // [R]: 0 for primaries, 1 otherwise
+    PackingBuffers search;
 };
 
 /// True for the domains pack_to_target is for: at most four loaded experts per GPU.

@@ -64,6 +64,12 @@ PlacementMode parse_placement_mode(std::string_view name);
 /// P / (1 - max_balance_loss), P the max GPU load reached on w) and never rising above `deepseek`'s
 /// max GPU load on w.
 /// The references always plan from the plain sum of the windows.
+///
+/// A single window w [L, E] is planned on as is; then, since expert loads drift back towards
+/// their mean from one window to the next, swaps lower the max GPU load of the expected next
+/// window 0.5 w_e + 0.5 W / E (W the layer's total) without raising any GPU above the max GPU load
+/// reached on w: of the plans that balance w equally, the one whose GPUs hold replicas of the
+/// less replicated experts evenly.
 enum class HistoryAggregation { mean, ema };
 
 /// "mean", "ema".

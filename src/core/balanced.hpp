@@ -20,7 +20,9 @@
 //    leave duplicates, the layer is planned again from a duplicate-free start (spread_start);
 // 6. history (planning from several windows): swaps lower the sum of the windows' own peak
 //    shares (balanced_search: lower_window_peaks) while no GPU rises above the balance budget of
-//    the peak P on w, P / (1 - max_balance_loss), nor above the reference;
+//    the peak P on w, P / (1 - max_balance_loss), nor above the reference; planning from one
+//    window, swaps lower the peak of the expected next window, half of w and half its mean
+//    (balanced_search: lower_expected_peak), while no GPU rises above P;
 // 7. migrate (with a previous plan, balanced_migration): within the balance budget of P, the
 //    plan that moves the fewest replicas;
 // 8. output: primaries get replica rank 0, the other replicas ranks 1, 2, ... in slot order.

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <limits>
+#include <numeric>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -28,6 +30,8 @@ constexpr std::int32_t kExchangeSlots = 6;
 // lower_window_peaks takes a swap only when it lowers the sum of the window peaks by this
 // relative amount.
 constexpr double kWindowGain = 1e-4;
+// lower_expected_peak takes a swap only when it lowers the expected peak by this relative amount.
+constexpr double kExpectedGain = 1e-4;
 
 struct Swap {
     std::int32_t a = -1, b = -1;  // slots on the heavy and on the other GPU
@@ -494,6 +498,99 @@ std::int32_t lower_window_peaks(Placement& pl, const LayerHistory& h, double cap
             refresh_window_gpu(pl, s, t, pl.gpu_of(best_a));
             refresh_window_gpu(pl, s, t, pl.gpu_of(best_b));
         }
+        ++steps;
+    }
+    return steps;
+}
+
+namespace {
+
+// GPU g's expected load, summed in slot order.
+void refresh_expected_gpu(const Placement& pl, WindowScratch& s, std::int32_t g) {
+    const std::int32_t S = pl.shape().slots_per_gpu;
+    double sum = 0.0;
+    for (std::int32_t p = g * S; p < (g + 1) * S; ++p) sum += s.slot[p];
+    s.gpu[g] = sum;
+}
+
+// lower_expected_peak's terms: each slot's expected load m_e / c_e (s.slot [R]) and their sums
+// per GPU (s.gpu [G]). Returns false for a layer without load.
+bool load_expected_shares(const Placement& pl, double persistence, WindowScratch& s) {
+    const std::int32_t E = pl.shape().experts, R = pl.shape().slots, G = pl.shape().gpus;
+    double total = 0.0;
+    for (std::int32_t g = 0; g < G; ++g) total += pl.gpu_load(g);
+    if (!(total > 0.0)) return false;
+    const double prior = (1.0 - persistence) * total / E;
+    s.summed.resize(static_cast<std::size_t>(E));  // the prior's load on each replica of e, where the divisions vectorise
+    double* __restrict replica_prior = s.summed.data();
+    for (std::int32_t e = 0; e < E; ++e) replica_prior[e] = prior / pl.count(e);
+    s.slot.resize(static_cast<std::size_t>(R));
+    for (std::int32_t p = 0; p < R; ++p) s.slot[p] = persistence * pl.slot_load(p) + replica_prior[pl.expert(p)];
+    s.gpu.resize(static_cast<std::size_t>(G));
+    for (std::int32_t g = 0; g < G; ++g) refresh_expected_gpu(pl, s, g);
+    return true;
+}
+
+// The kSwapPartners GPUs of domain d other than h with the least expected load (lower id on ties).
+const std::vector<std::int32_t>& least_expected(const Domain& d, std::int32_t h, WindowScratch& s) {
+    s.partners.clear();
+    for (std::int32_t j = d.first_gpu; j < d.last_gpu; ++j)
+        if (j != h) s.partners.push_back(j);
+    auto lighter = [&](std::int32_t a, std::int32_t b) { return s.gpu[a] < s.gpu[b] || (s.gpu[a] == s.gpu[b] && a < b); };
+    const std::size_t n = std::min(s.partners.size(), static_cast<std::size_t>(kSwapPartners));
+    std::partial_sort(s.partners.begin(), s.partners.begin() + static_cast<std::ptrdiff_t>(n), s.partners.end(), lighter);
+    s.partners.resize(n);
+    return s.partners;
+}
+
+struct ExpectedSwap {
+    std::int32_t a = -1, b = -1;  // slots on GPUs h and j
+    double peak = 0.0;            // max(M_h, M_j) after the swap
+};
+
+// The swaps of slot a (GPU h) with slot b (GPU j) that keep the GPU whose load rises <= limit
+// and give max(M_h - moved, M_j + moved) < best.peak, moved = m_a - m_b > 0; the first in slot
+// order on ties. The load test rules out nearly every swap, so it comes first, as one
+// predictable branch: L_a - L_b must lie in [-(limit - L_h), limit - L_j] (widened for rounding;
+// the exact test follows), |L_a - L_b - centre| <= half its width.
+void scan_expected_pair(const Placement& pl, const WindowScratch& s, std::int32_t h, std::int32_t j, double limit,
+                        ExpectedSwap& best) {
+    const std::int32_t S = pl.shape().slots_per_gpu;
+    const double lh = pl.gpu_load(h), lj = pl.gpu_load(j), mh = s.gpu[h], mj = s.gpu[j];
+    const double margin = 1e-12 * limit;
+    const double lowest = -std::max(limit - lh, 0.0) - margin, highest = std::max(limit - lj, 0.0) + margin;
+    const double centre = 0.5 * (lowest + highest), half_width = 0.5 * (highest - lowest);
+    for (std::int32_t a = h * S; a < (h + 1) * S; ++a) {
+        const double la = pl.slot_load(a), ma = s.slot[a];
+        for (std::int32_t b = j * S; b < (j + 1) * S; ++b) {
+            const double diff = la - pl.slot_load(b);
+            if (std::abs(diff - centre) > half_width) continue;
+            if (diff != 0.0 && (diff > 0.0 ? lj + diff : lh - diff) > limit) continue;
+            const double moved = ma - s.slot[b];
+            const double peak = std::max(mh - moved, mj + moved);
+            if (moved <= 0.0 || peak >= best.peak || !swappable(pl, a, h, b, j)) continue;
+            best = ExpectedSwap{a, b, peak};
+        }
+    }
+}
+
+}  // namespace
+
+std::int32_t lower_expected_peak(Placement& pl, double persistence, double cap, std::int32_t max_steps,
+                                 WindowScratch& s) {
+    if (!load_expected_shares(pl, persistence, s)) return 0;
+    const double limit = cap * (1.0 - kRelativeGain);
+    std::int32_t steps = 0;
+    while (steps < max_steps) {
+        const auto h = static_cast<std::int32_t>(std::max_element(s.gpu.begin(), s.gpu.end()) - s.gpu.begin());
+        ExpectedSwap best{-1, -1, s.gpu[h] * (1.0 - kExpectedGain)};
+        for (const std::int32_t j : least_expected(pl.domain(pl.domain_index(h)), h, s))
+            scan_expected_pair(pl, s, h, j, limit, best);
+        if (best.a < 0) break;
+        pl.swap_slots(best.a, best.b);
+        std::swap(s.slot[best.a], s.slot[best.b]);
+        refresh_expected_gpu(pl, s, pl.gpu_of(best.a));
+        refresh_expected_gpu(pl, s, pl.gpu_of(best.b));
         ++steps;
     }
     return steps;

@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <numeric>
 #include <set>
 #include <utility>
 
@@ -260,16 +261,19 @@ TEST(BalancedHistory, TheMeanOfWindowsPlansLikeTheirMean) {
     const at::Tensor w = at::round(test::random_loads(rng, 6, 64, test::LoadPattern::uniform));
     const at::Tensor d = at::round(w / 4);
     const at::Tensor windows = at::stack({w + d, w - d});  // mean exactly w
+    const at::Tensor same = at::stack({w, w});             // a history whose windows are all w
     const Topology t{80, 8, 2, 16};
     for (const PlacementMode mode : kModes) {
-        // No balance to give up: the windows' own peaks cannot be lowered on these loads.
+        // No balance to give up: the windows' own peaks cannot be lowered on these loads. (A plan
+        // from w alone differs: one window is planned for the expected next window, step 6.)
         PlanOptions mean = balanced(mode);
         mean.max_balance_loss = 0.0;
-        EXPECT_TRUE(same_maps(rebalance(windows, t, mean), rebalance(w, t, balanced(mode)))) << to_string(mode);
+        const Plan from_w = rebalance(same, t, mean);
+        EXPECT_TRUE(same_maps(rebalance(windows, t, mean), from_w)) << to_string(mode);
         PlanOptions ema = mean;
         ema.aggregation = HistoryAggregation::ema;
         ema.ema_decay = 1.0;  // equal weights: the mean again
-        EXPECT_TRUE(same_maps(rebalance(windows, t, ema), rebalance(w, t, balanced(mode)))) << to_string(mode);
+        EXPECT_TRUE(same_maps(rebalance(windows, t, ema), from_w)) << to_string(mode);
     }
     EXPECT_TRUE(same_maps(rebalance(w.unsqueeze(0), t, balanced(PlacementMode::global)),
                           rebalance(w, t, balanced(PlacementMode::global))));
@@ -380,6 +384,82 @@ TEST(BalancedHistory, WindowPeaksFallWithoutRaisingThePlanningPeakUntilNoSwapLow
                             << "layer " << l << " slots " << a << " " << b;
                     }
         }
+    }
+    EXPECT_GT(lowered, 0);
+}
+
+// GPU g's expected next-window load under lower_expected_peak's prior, recomputed from its formula:
+// M_g = sum over g's slots of (rho w_e + (1 - rho) W / E) / c_e.
+std::vector<double> expected_gpu_loads(const core::Placement& pl, const std::vector<double>& w, double rho) {
+    double total = 0.0;
+    for (const double x : w) total += x;
+    std::vector<double> out(static_cast<std::size_t>(pl.shape().gpus), 0.0);
+    for (std::int32_t p = 0; p < pl.shape().slots; ++p) {
+        const std::int32_t e = pl.expert(p);
+        out[pl.gpu_of(p)] += (rho * w[e] + (1.0 - rho) * total / static_cast<double>(w.size())) / pl.count(e);
+    }
+    return out;
+}
+
+TEST(BalancedSearch, ExpectedPeakMovesReplicasOfTheLeastReplicatedExpertsApart) {
+    // Three GPUs of two slots; experts 0 and 1 hold two replicas each (load 2), 2 and 3 one (load 1):
+    // every slot carries 1 token, but GPU 2 holds both single replicas, which the prior expects to
+    // grow. One swap gives every GPU the same load and the expected peak its least value.
+    const Topology t{6, 1, 1, 3};
+    const std::vector<double> w{2.0, 2.0, 1.0, 1.0};
+    core::Placement pl(core::LayerShape::make(t, 4, PlacementMode::global, true));
+    const std::vector<std::int64_t> phy2log{0, 1, 0, 1, 2, 3};
+    const std::vector<std::int32_t> rank{0, 0, 1, 1, 0, 0};
+    pl.reset(w.data(), phy2log.data(), rank.data());
+    core::WindowScratch scratch;
+    EXPECT_EQ(core::lower_expected_peak(pl, 0.5, pl.max_load(), 100, scratch), 1);
+    for (std::int32_t g = 0; g < 3; ++g) EXPECT_EQ(pl.gpu_load(g), 2.0) << "GPU " << g;
+    EXPECT_EQ(pl.duplicates(), 0);
+    const std::vector<double> m = expected_gpu_loads(pl, w, 0.5);
+    // rho * 2 + (1 - rho) * 1.5 * (1 + 1 / 2) on the two GPUs holding one single replica each.
+    EXPECT_DOUBLE_EQ(*std::max_element(m.begin(), m.end()), 0.5 * 2.0 + 0.5 * 1.5 * 1.5);
+}
+
+TEST(BalancedSearch, ExpectedPeakFallsWithinTheCapUntilNoSwapOfItsGpuLowersIt) {
+    test::SeriesShape shape;
+    shape.windows = 1;
+    shape.layers = 12;
+    const at::Tensor loads = test::synthetic_series(shape)[0].to(at::kFloat).contiguous();  // [L, E]
+    const Topology t{288, 8, 8, 32};  // four GPUs per node: the search tries every partner of a GPU
+    PlanOptions reference;
+    reference.policy = Policy::deepseek;
+    const Plan start = rebalance(loads, t, reference);
+    constexpr double kRho = 0.5;
+    core::WindowScratch scratch;
+    std::int32_t lowered = 0;
+    for (std::int64_t l = 0; l < loads.size(0); ++l) {
+        const at::Tensor row = loads[l].to(at::kDouble).contiguous();
+        const std::vector<double> w(row.data_ptr<double>(), row.data_ptr<double>() + row.numel());
+        const double mean = std::accumulate(w.begin(), w.end(), 0.0) / static_cast<double>(w.size());
+        core::Placement pl = placement_of(start, l, w, t, PlacementMode::hierarchical);
+        const double cap = pl.max_load();
+        const std::int64_t duplicates = pl.duplicates();
+        const std::vector<double> before = expected_gpu_loads(pl, w, kRho);
+        lowered += core::lower_expected_peak(pl, kRho, cap, 4 * t.num_replicas, scratch) > 0;
+        ASSERT_LE(pl.max_load(), cap) << "layer " << l;
+        ASSERT_LE(pl.duplicates(), duplicates) << "layer " << l;
+        const std::vector<double> m = expected_gpu_loads(pl, w, kRho);
+        const auto h = static_cast<std::int32_t>(std::max_element(m.begin(), m.end()) - m.begin());
+        EXPECT_LE(m[h], *std::max_element(before.begin(), before.end()) * (1.0 + 1e-12)) << "layer " << l;
+        // No allowed swap of the expected-heaviest GPU with another GPU of its node lowers the
+        // pair's larger expected load by the search's threshold, keeping the GPU loads within the cap.
+        const std::int32_t S = pl.shape().slots_per_gpu, first = pl.node_of_gpu(h) * pl.shape().gpus_per_node;
+        for (std::int32_t j = first; j < first + pl.shape().gpus_per_node; ++j)
+            for (std::int32_t a = h * S; j != h && a < (h + 1) * S; ++a)
+                for (std::int32_t b = j * S; b < (j + 1) * S; ++b) {
+                    const std::int32_t ea = pl.expert(a), eb = pl.expert(b);
+                    if (ea == eb || pl.held(ea, j) > 0 || pl.held(eb, h) > 0) continue;
+                    const double d = pl.slot_load(a) - pl.slot_load(b);  // the GPU whose load rises stays within the cap
+                    if (d != 0.0 && (d > 0.0 ? pl.gpu_load(j) + d : pl.gpu_load(h) - d) > cap * (1.0 - 1e-12)) continue;
+                    const double x = kRho * d + (1.0 - kRho) * mean * (1.0 / pl.count(ea) - 1.0 / pl.count(eb));
+                    EXPECT_GE(std::max(m[h] - x, m[j] + x), m[h] * (1.0 - 1e-4) * (1.0 - 1e-9))
+                        << "layer " << l << " slots " << a << " " << b;
+                }
     }
     EXPECT_GT(lowered, 0);
 }

@@ -4,7 +4,6 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
-#include <numeric>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

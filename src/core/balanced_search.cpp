@@ -432,23 +432,28 @@ double window_peaks_change(const Placement& pl, const WindowScratch& s, std::int
     return change;
 }
 
+// The kSwapPartners GPUs of domain d other than g with the least `score` [G] (lower id on ties),
+// into s.partners.
+const std::vector<std::int32_t>& least_scored(const Domain& d, std::int32_t g, const double* score, WindowScratch& s) {
+    s.partners.clear();
+    for (std::int32_t j = d.first_gpu; j < d.last_gpu; ++j)
+        if (j != g) s.partners.push_back(j);
+    auto lighter = [&](std::int32_t a, std::int32_t b) { return score[a] < score[b] || (score[a] == score[b] && a < b); };
+    const std::size_t n = std::min(s.partners.size(), static_cast<std::size_t>(kSwapPartners));
+    std::partial_sort(s.partners.begin(), s.partners.begin() + static_cast<std::ptrdiff_t>(n), s.partners.end(), lighter);
+    s.partners.resize(n);
+    return s.partners;
+}
+
 // The kSwapPartners GPUs of the domain other than g with the least share summed over the windows
 // (lower id on ties).
 const std::vector<std::int32_t>& lightest_in_windows(const Placement& pl, const Domain& d, std::int32_t g,
                                                      std::int64_t k, WindowScratch& s) {
     const std::int32_t G = pl.shape().gpus;
-    s.partners.clear();
     s.summed.assign(static_cast<std::size_t>(G), 0.0);
-    for (std::int32_t j = d.first_gpu; j < d.last_gpu; ++j) {
-        if (j == g) continue;
-        s.partners.push_back(j);
-        for (std::int64_t t = 0; t < k; ++t) s.summed[j] += s.gpu[static_cast<std::size_t>(t * G + j)];
-    }
-    auto lighter = [&](std::int32_t a, std::int32_t b) { return s.summed[a] < s.summed[b] || (s.summed[a] == s.summed[b] && a < b); };
-    const std::size_t n = std::min(s.partners.size(), static_cast<std::size_t>(kSwapPartners));
-    std::partial_sort(s.partners.begin(), s.partners.begin() + static_cast<std::ptrdiff_t>(n), s.partners.end(), lighter);
-    s.partners.resize(n);
-    return s.partners;
+    for (std::int32_t j = d.first_gpu; j < d.last_gpu; ++j)
+        for (std::int64_t t = 0; j != g && t < k; ++t) s.summed[j] += s.gpu[static_cast<std::size_t>(t * G + j)];
+    return least_scored(d, g, s.summed.data(), s);
 }
 
 }  // namespace
@@ -530,18 +535,6 @@ bool load_expected_shares(const Placement& pl, double persistence, WindowScratch
     return true;
 }
 
-// The kSwapPartners GPUs of domain d other than h with the least expected load (lower id on ties).
-const std::vector<std::int32_t>& least_expected(const Domain& d, std::int32_t h, WindowScratch& s) {
-    s.partners.clear();
-    for (std::int32_t j = d.first_gpu; j < d.last_gpu; ++j)
-        if (j != h) s.partners.push_back(j);
-    auto lighter = [&](std::int32_t a, std::int32_t b) { return s.gpu[a] < s.gpu[b] || (s.gpu[a] == s.gpu[b] && a < b); };
-    const std::size_t n = std::min(s.partners.size(), static_cast<std::size_t>(kSwapPartners));
-    std::partial_sort(s.partners.begin(), s.partners.begin() + static_cast<std::ptrdiff_t>(n), s.partners.end(), lighter);
-    s.partners.resize(n);
-    return s.partners;
-}
-
 struct ExpectedSwap {
     std::int32_t a = -1, b = -1;  // slots on GPUs h and j
     double peak = 0.0;            // max(M_h, M_j) after the swap
@@ -583,7 +576,7 @@ std::int32_t lower_expected_peak(Placement& pl, double persistence, double cap, 
     while (steps < max_steps) {
         const auto h = static_cast<std::int32_t>(std::max_element(s.gpu.begin(), s.gpu.end()) - s.gpu.begin());
         ExpectedSwap best{-1, -1, s.gpu[h] * (1.0 - kExpectedGain)};
-        for (const std::int32_t j : least_expected(pl.domain(pl.domain_index(h)), h, s))
+        for (const std::int32_t j : least_scored(pl.domain(pl.domain_index(h)), h, s.gpu.data(), s))
             scan_expected_pair(pl, s, h, j, limit, best);
         if (best.a < 0) break;
         pl.swap_slots(best.a, best.b);

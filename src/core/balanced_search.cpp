@@ -540,31 +540,81 @@ struct ExpectedSwap {
     double peak = 0.0;            // max(M_h, M_j) after the swap
 };
 
-// The swaps of slot a (GPU h) with slot b (GPU j) that keep the GPU whose load rises <= limit
-// and give max(M_h - moved, M_j + moved) < best.peak, moved = m_a - m_b > 0; the first in slot
-// order on ties. The load test rules out nearly every swap, so it comes first, as one
-// predictable branch: L_a - L_b must lie in [-(limit - L_h), limit - L_j] (widened for rounding;
-// the exact test follows), |L_a - L_b - centre| <= half its width.
-void scan_expected_pair(const Placement& pl, const WindowScratch& s, std::int32_t h, std::int32_t j, double limit,
-                        ExpectedSwap& best) {
-    const std::int32_t S = pl.shape().slots_per_gpu;
-    const double lh = pl.gpu_load(h), lj = pl.gpu_load(j), mh = s.gpu[h], mj = s.gpu[j];
-    const double margin = 1e-12 * limit;
-    const double lowest = -std::max(limit - lh, 0.0) - margin, highest = std::max(limit - lj, 0.0) + margin;
-    const double centre = 0.5 * (lowest + highest), half_width = 0.5 * (highest - lowest);
-    for (std::int32_t a = h * S; a < (h + 1) * S; ++a) {
-        const double la = pl.slot_load(a), ma = s.slot[a];
-        for (std::int32_t b = j * S; b < (j + 1) * S; ++b) {
-            const double diff = la - pl.slot_load(b);
-            if (std::abs(diff - centre) > half_width) continue;
-            if (diff != 0.0 && (diff > 0.0 ? lj + diff : lh - diff) > limit) continue;
-            const double moved = ma - s.slot[b];
-            const double peak = std::max(mh - moved, mj + moved);
-            if (moved <= 0.0 || peak >= best.peak || !swappable(pl, a, h, b, j)) continue;
-            best = ExpectedSwap{a, b, peak};
+// One GPU pair of lower_expected_peak: GPU h (loads L_h on w, M_h expected) with GPU j. A swap
+// can keep the GPU whose load rises <= limit only when L_a - L_b lies in
+// [-(limit - L_h), limit - L_j], i.e. |L_a - L_b - centre| <= half_width (widened for rounding).
+struct ExpectedPair {
+    std::int32_t h, j, slots;
+    double lh, lj, mh, mj, limit, centre, half_width;
+
+    ExpectedPair(const Placement& pl, const WindowScratch& s, std::int32_t h_, std::int32_t j_, double limit_)
+        : h(h_), j(j_), slots(pl.shape().slots_per_gpu), lh(pl.gpu_load(h_)), lj(pl.gpu_load(j_)),
+          mh(s.gpu[h_]), mj(s.gpu[j_]), limit(limit_) {
+        const double margin = 1e-12 * limit;
+        const double lowest = -std::max(limit - lh, 0.0) - margin, highest = std::max(limit - lj, 0.0) + margin;
+        centre = 0.5 * (lowest + highest);
+        half_width = 0.5 * (highest - lowest);
+    }
+};
+
+// Takes the swap of slot a (GPU h) with slot b (GPU j) as `best` when the GPU whose load rises
+// stays <= limit, it moves expected load from h to j (moved = m_a - m_b > 0) and its larger new
+// expected load max(M_h - moved, M_j + moved) is below best's.
+void consider_expected_swap(const Placement& pl, const WindowScratch& s, const ExpectedPair& pair, std::int32_t a,
+                            std::int32_t b, ExpectedSwap& best) {
+    const double diff = pl.slot_load(a) - pl.slot_load(b);
+    if (diff != 0.0 && (diff > 0.0 ? pair.lj + diff : pair.lh - diff) > pair.limit) return;
+    const double moved = s.slot[a] - s.slot[b];
+    const double peak = std::max(pair.mh - moved, pair.mj + moved);
+    if (moved <= 0.0 || peak >= best.peak || !swappable(pl, a, pair.h, b, pair.j)) return;
+    best = ExpectedSwap{a, b, peak};
+}
+
+// Every swap of the pair, slots of h then slots of j in ascending order; the load test, which
+// rules out nearly every swap, first, as one predictable branch.
+void scan_expected_pair(const Placement& pl, const WindowScratch& s, const ExpectedPair& pair, ExpectedSwap& best) {
+    for (std::int32_t a = pair.h * pair.slots; a < (pair.h + 1) * pair.slots; ++a)
+        for (std::int32_t b = pair.j * pair.slots; b < (pair.j + 1) * pair.slots; ++b)
+            if (std::abs(pl.slot_load(a) - pl.slot_load(b) - pair.centre) <= pair.half_width)
+                consider_expected_swap(pl, s, pair, a, b, best);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// scan_expected_pair with four slots of j at a time: a vector pass marks the swaps that pass the
+// load test and could beat the best one, which are then considered in order (the same swaps). j's
+// loads are copied into s.lanes, padded to a multiple of four with NaN, which fails every test.
+__attribute__((target("avx2"))) void scan_expected_pair_avx2(const Placement& pl, WindowScratch& s,
+                                                             const ExpectedPair& pair, ExpectedSwap& best) {
+    const std::int32_t first_j = pair.j * pair.slots, padded = (pair.slots + 3) / 4 * 4;
+    s.lanes.assign(static_cast<std::size_t>(2 * padded), std::numeric_limits<double>::quiet_NaN());
+    double* lb = s.lanes.data();
+    double* mb = lb + padded;
+    for (std::int32_t k = 0; k < pair.slots; ++k) {
+        lb[k] = pl.slot_load(first_j + k);
+        mb[k] = s.slot[first_j + k];
+    }
+    const __m256d centre = _mm256_set1_pd(pair.centre), half_width = _mm256_set1_pd(pair.half_width);
+    const __m256d mh = _mm256_set1_pd(pair.mh), mj = _mm256_set1_pd(pair.mj);
+    const __m256d zero = _mm256_setzero_pd(), sign = _mm256_set1_pd(-0.0);
+    for (std::int32_t a = pair.h * pair.slots; a < (pair.h + 1) * pair.slots; ++a) {
+        const __m256d la = _mm256_set1_pd(pl.slot_load(a)), ma = _mm256_set1_pd(s.slot[a]);
+        for (std::int32_t k0 = 0; k0 < padded; k0 += 4) {
+            const __m256d off = _mm256_andnot_pd(sign, _mm256_sub_pd(_mm256_sub_pd(la, _mm256_loadu_pd(lb + k0)), centre));
+            const __m256d moved = _mm256_sub_pd(ma, _mm256_loadu_pd(mb + k0));
+            const __m256d peak = _mm256_max_pd(_mm256_sub_pd(mh, moved), _mm256_add_pd(mj, moved));
+            const __m256d fits = _mm256_and_pd(_mm256_cmp_pd(off, half_width, _CMP_LE_OQ),
+                                               _mm256_and_pd(_mm256_cmp_pd(moved, zero, _CMP_GT_OQ),
+                                                             _mm256_cmp_pd(peak, _mm256_set1_pd(best.peak), _CMP_LT_OQ)));
+            for (unsigned bits = static_cast<unsigned>(_mm256_movemask_pd(fits)); bits; bits &= bits - 1)
+                consider_expected_swap(pl, s, pair, a, first_j + k0 + __builtin_ctz(bits), best);
         }
     }
 }
+#else
+void scan_expected_pair_avx2(const Placement& pl, WindowScratch& s, const ExpectedPair& pair, ExpectedSwap& best) {
+    scan_expected_pair(pl, s, pair, best);
+}
+#endif
 
 }  // namespace
 
@@ -572,12 +622,18 @@ std::int32_t lower_expected_peak(Placement& pl, double persistence, double cap, 
                                  WindowScratch& s) {
     if (!load_expected_shares(pl, persistence, s)) return 0;
     const double limit = cap * (1.0 - kRelativeGain);
+    const bool avx2 = have_avx2();
     std::int32_t steps = 0;
     while (steps < max_steps) {
         const auto h = static_cast<std::int32_t>(std::max_element(s.gpu.begin(), s.gpu.end()) - s.gpu.begin());
         ExpectedSwap best{-1, -1, s.gpu[h] * (1.0 - kExpectedGain)};
-        for (const std::int32_t j : least_scored(pl.domain(pl.domain_index(h)), h, s.gpu.data(), s))
-            scan_expected_pair(pl, s, h, j, limit, best);
+        for (const std::int32_t j : least_scored(pl.domain(pl.domain_index(h)), h, s.gpu.data(), s)) {
+            const ExpectedPair pair(pl, s, h, j, limit);
+            if (avx2)
+                scan_expected_pair_avx2(pl, s, pair, best);
+            else
+                scan_expected_pair(pl, s, pair, best);
+        }
         if (best.a < 0) break;
         pl.swap_slots(best.a, best.b);
         std::swap(s.slot[best.a], s.slot[best.b]);

@@ -51,6 +51,7 @@ struct WindowScratch {
     double pair_floor = 0.0;          // sum over pair[0, falling) of floor - peak
     std::vector<std::int32_t> partners;
     std::vector<double> summed;       // [G]: share summed over the windows; [E] in lower_expected_peak
+    std::vector<double> lanes;        // a partner GPU's slot loads, padded (lower_expected_peak's vector scan)
 };
 
 /// How repair_duplicates removes an extra replica of an expert on a GPU.

@@ -59,17 +59,17 @@ PlacementMode parse_placement_mode(std::string_view name);
 /// the split minimises the mean over the windows of the largest node share
 /// max_n (load of node n in h_t) / W_t (as SGLang's `deepseek_vec` minimises per-window peaks),
 /// where that does not raise the max GPU load above `deepseek`'s on w. After planning on w, swaps
-/// lower the sum over the windows of the largest GPU share, sum_t max_g (load of GPU g in h_t) /
-/// W_t, giving up at most `PlanOptions::max_balance_loss` of the balance on w (no GPU above
-/// P / (1 - max_balance_loss), P the max GPU load reached on w) and never rising above `deepseek`'s
-/// max GPU load on w.
+/// lower the sum over the windows, and over the expected next window (below), of the largest GPU
+/// share, sum_t max_g (load of GPU g in h_t) / W_t, giving up at most
+/// `PlanOptions::max_balance_loss` of the balance on w (no GPU above P / (1 - max_balance_loss),
+/// P the max GPU load reached on w) and never rising above `deepseek`'s max GPU load on w.
 /// The references always plan from the plain sum of the windows.
 ///
-/// A single window w [L, E] is planned on as is; then, since expert loads drift back towards
-/// their mean from one window to the next, swaps lower the max GPU load of the expected next
-/// window 0.5 w_e + 0.5 W / E (W the layer's total) without raising any GPU above the max GPU load
-/// reached on w: of the plans that balance w equally, the one whose GPUs hold replicas of the
-/// less replicated experts evenly.
+/// The expected next window: expert loads drift back towards their mean from one window to the
+/// next, so the next window is expected to be 0.5 w_e + 0.5 W / E (W the layer's total of w). A
+/// single window w [L, E] is planned on as is; then swaps lower the max GPU load of the expected
+/// next window without raising any GPU above the max GPU load reached on w: of the plans that
+/// balance w equally, one whose GPUs hold replicas of the less replicated experts evenly.
 enum class HistoryAggregation { mean, ema };
 
 /// "mean", "ema".

@@ -56,7 +56,7 @@ po::options_description policy_setting_options(PolicySettings& s) {
          "let the balanced policy put two replicas of one expert on one GPU")
         ("max-balance-loss", po::value(&s.max_balance_loss)->default_value(s.max_balance_loss),
          "the balancedness on the planning load a layer may give up, in [0, 1): with --previous to move "
-         "fewer replicas, with --history k >= 2 to lower the windows' own peaks")
+         "fewer replicas, with --history k >= 2 to lower the peaks of the windows and of the expected next one")
         ("previous", po::value(&s.previous),
          "the plan now deployed: ARCHIVE:PLAN_ID (a plan of an eplb archive, ID or unique prefix) or an "
          "SGLang expert-location JSON file; the balanced policy moves as few replicas as it can");

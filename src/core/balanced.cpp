@@ -22,9 +22,9 @@ constexpr double kEscapeAbove = 2e-3;
 constexpr std::int32_t kEscapeRounds = 6;
 // Targets tried by pack_to_target (the floor, then a bisection).
 constexpr std::int32_t kTargetSteps = 10;
-// Planning from one window: the share of an expert's load expected to persist into the next
-// window, the rest drawn to the mean (lower_expected_peak). The lag-1 regression of expert loads
-// on DS-V2-Lite's 43 windows is 0.40.
+// The share of an expert's planning load expected to persist into the next window, the rest
+// drawn to the mean (step 6). The lag-1 regression of expert loads on DS-V2-Lite's 43 windows is
+// 0.40.
 constexpr double kPersistence = 0.5;
 
 }  // namespace
@@ -163,6 +163,17 @@ void BalancedPlanner::spread_out(const double* weight, double reference) {
     if (after > before || (after == before && placement_.max_load() >= repaired.max_load())) placement_ = repaired;
 }
 
+LayerHistory BalancedPlanner::with_expected_window(const double* weight, const LayerHistory& history) {
+    const std::int64_t E = shape_.experts, k = history.count;
+    step6_windows_.resize(static_cast<std::size_t>((k + 1) * E));
+    for (std::int64_t t = 0; t < k; ++t)
+        std::copy_n(history.windows + t * history.stride, E, step6_windows_.data() + t * E);
+    const double mean = std::accumulate(weight, weight + E, 0.0) / static_cast<double>(E);
+    for (std::int64_t e = 0; e < E; ++e)
+        step6_windows_[k * E + e] = static_cast<float>(kPersistence * weight[e] + (1.0 - kPersistence) * mean);
+    return LayerHistory{step6_windows_.data(), k + 1, E};
+}
+
 // True when every domain's mean GPU load is within `budget`.
 bool BalancedPlanner::node_loads_fit(double budget) const {
     for (std::int32_t k = 0; k < placement_.num_domains(); ++k) {
@@ -229,15 +240,22 @@ LayerNotes BalancedPlanner::plan_layer(std::int32_t row, const double* weight, c
     }
     if (shape_.no_duplicates && placement_.duplicates() > 0) spread_out(weight, reference);
     forced_duplicates_ = shape_.no_duplicates ? placement_.duplicates() : 0;
-    // Step 6, planning from several windows: lower their own peaks, first without raising the
-    // peak on the planning load (which may lower it: the best balance reached), then giving up at
-    // most max_balance_loss of that balance, never going above the reference. From one window,
-    // lower the expected next window's peak instead, without raising the peak on it.
-    lower_window_peaks(placement_, history, placement_.max_load(), search_steps(), window_scratch_);
-    const double best = placement_.max_load();
-    if (history.count == 1) lower_expected_peak(placement_, kPersistence, best, search_steps(), window_scratch_);
-    if (const double loose = std::min(reference, balance_budget(best)); loose > best)
-        lower_window_peaks(placement_, history, loose, search_steps(), window_scratch_);
+    // Step 6, planning from several windows: lower their own peaks and the expected next
+    // window's, first without raising the peak on the planning load (which may lower it: the best
+    // balance reached), then giving up at most max_balance_loss of that balance, never going above
+    // the reference. From one window, lower the expected next window's peak, without raising the
+    // peak on it.
+    double best = 0.0;
+    if (history.count > 1) {
+        const LayerHistory windows = with_expected_window(weight, history);
+        lower_window_peaks(placement_, windows, placement_.max_load(), search_steps(), window_scratch_);
+        best = placement_.max_load();
+        if (const double loose = std::min(reference, balance_budget(best)); loose > best)
+            lower_window_peaks(placement_, windows, loose, search_steps(), window_scratch_);
+    } else {
+        lower_expected_peak(placement_, kPersistence, placement_.max_load(), search_steps(), window_scratch_);
+        best = placement_.max_load();
+    }
     notes.above_reference = placement_.max_load() > reference * (1.0 + kSameLoad);
     write(out);
     if (previous) notes.kept_previous = migrate(weight, previous, best, out);

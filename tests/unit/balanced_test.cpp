@@ -335,6 +335,38 @@ double sum_of_peaks(const std::vector<std::vector<double>>& shares) {
     return sum;
 }
 
+// No allowed swap between a window's heaviest GPU and a GPU of its node lowers the sum of the
+// windows' peak shares (`windows` [k, E]) by lower_window_peaks's threshold while keeping every
+// GPU within `cap`.
+void expect_no_swap_lowers_window_peaks(const core::Placement& pl, const at::Tensor& windows, double cap,
+                                        const std::string& where) {
+    const auto shares = window_gpu_shares(pl, windows);
+    const double after = sum_of_peaks(shares);
+    const std::int32_t S = pl.shape().slots_per_gpu;
+    for (const auto& window : shares) {
+        const std::int32_t g = static_cast<std::int32_t>(std::max_element(window.begin(), window.end()) - window.begin());
+        const std::int32_t first = pl.node_of_gpu(g) * pl.shape().gpus_per_node;
+        for (std::int32_t j = first; j < first + pl.shape().gpus_per_node; ++j)
+            for (std::int32_t a = g * S; j != g && a < (g + 1) * S; ++a)
+                for (std::int32_t b = j * S; b < (j + 1) * S; ++b) {
+                    const std::int32_t ea = pl.expert(a), eb = pl.expert(b);
+                    if (ea == eb || pl.held(ea, j) > 0 || pl.held(eb, g) > 0) continue;
+                    const double d = pl.slot_load(a) - pl.slot_load(b);
+                    if (std::max(pl.gpu_load(g) - d, pl.gpu_load(j) + d) > cap * (1.0 - 1e-12)) continue;
+                    auto swapped = shares;
+                    for (std::int64_t k = 0; k < windows.size(0); ++k) {
+                        const double x = (windows[k][ea].item<double>() / pl.count(ea) -
+                                          windows[k][eb].item<double>() / pl.count(eb)) /
+                                         windows[k].sum().item<double>();
+                        swapped[k][g] -= x;
+                        swapped[k][j] += x;
+                    }
+                    EXPECT_GE(sum_of_peaks(swapped), after * (1.0 - 1e-4) * (1.0 - 1e-9))
+                        << where << " slots " << a << " " << b;
+                }
+    }
+}
+
 TEST(BalancedHistory, WindowPeaksFallWithoutRaisingThePlanningPeakUntilNoSwapLowersThem) {
     test::SeriesShape shape;
     shape.windows = 4;
@@ -359,31 +391,7 @@ TEST(BalancedHistory, WindowPeaksFallWithoutRaisingThePlanningPeakUntilNoSwapLow
         const auto shares = window_gpu_shares(pl, layer_windows);
         const double after = sum_of_peaks(shares);
         EXPECT_LE(after, before * (1.0 + 1e-12)) << "layer " << l;
-        // No allowed swap between a window's heaviest GPU and a GPU of its node lowers the sum
-        // by the search's threshold while keeping every GPU within the cap.
-        const std::int32_t S = pl.shape().slots_per_gpu;
-        for (const auto& window : shares) {
-            const std::int32_t g = static_cast<std::int32_t>(std::max_element(window.begin(), window.end()) - window.begin());
-            const std::int32_t first = pl.node_of_gpu(g) * pl.shape().gpus_per_node;
-            for (std::int32_t j = first; j < first + pl.shape().gpus_per_node; ++j)
-                for (std::int32_t a = g * S; j != g && a < (g + 1) * S; ++a)
-                    for (std::int32_t b = j * S; b < (j + 1) * S; ++b) {
-                        const std::int32_t ea = pl.expert(a), eb = pl.expert(b);
-                        if (ea == eb || pl.held(ea, j) > 0 || pl.held(eb, g) > 0) continue;
-                        const double d = pl.slot_load(a) - pl.slot_load(b);
-                        if (std::max(pl.gpu_load(g) - d, pl.gpu_load(j) + d) > cap * (1.0 - 1e-12)) continue;
-                        auto swapped = shares;
-                        for (std::int64_t k = 0; k < 4; ++k) {
-                            const double x = (layer_windows[k][ea].item<double>() / pl.count(ea) -
-                                              layer_windows[k][eb].item<double>() / pl.count(eb)) /
-                                             layer_windows[k].sum().item<double>();
-                            swapped[k][g] -= x;
-                            swapped[k][j] += x;
-                        }
-                        EXPECT_GE(sum_of_peaks(swapped), after * (1.0 - 1e-4) * (1.0 - 1e-9))
-                            << "layer " << l << " slots " << a << " " << b;
-                    }
-        }
+        expect_no_swap_lowers_window_peaks(pl, layer_windows, cap, "layer " + std::to_string(l));
     }
     EXPECT_GT(lowered, 0);
 }
@@ -462,6 +470,34 @@ TEST(BalancedSearch, ExpectedPeakFallsWithinTheCapUntilNoSwapOfItsGpuLowersIt) {
                 }
     }
     EXPECT_GT(lowered, 0);
+}
+
+// Planning from windows, step 6 lowers the peaks of the windows and of the expected next window,
+// 0.5 w + 0.5 mean(w) of the planning load w, until no swap within the balance budget lowers their
+// sum (the budget: P / (1 - loss), P the peak of the plan without loss, and deepseek's peak).
+TEST(BalancedHistory, PlansFromWindowsLowerThePeaksOfTheWindowsAndOfTheExpectedNextOne) {
+    test::SeriesShape shape;
+    shape.windows = 4;
+    shape.layers = 12;
+    const at::Tensor windows = test::synthetic_series(shape).to(at::kFloat).contiguous();  // [4, L, E]
+    const Topology t{288, 8, 8, 32};  // four GPUs per node: the search tries every partner of a GPU
+    constexpr double kLoss = 0.02;
+    PlanOptions tight = balanced(PlacementMode::hierarchical), loose = tight;
+    tight.max_balance_loss = 0.0;
+    loose.max_balance_loss = kLoss;
+    const Plan best = rebalance(windows, t, tight), plan = rebalance(windows, t, loose);
+    const at::Tensor mean = windows.to(at::kDouble).mean(0);
+    const Plan reference = deepseek_in(mean.to(at::kFloat), t, PlacementMode::hierarchical);
+    for (std::int64_t l = 0; l < windows.size(1); ++l) {
+        const at::Tensor row = mean[l].contiguous();
+        const std::vector<double> w(row.data_ptr<double>(), row.data_ptr<double>() + row.numel());
+        const double budget = std::min(placement_of(best, l, w, t, PlacementMode::hierarchical).max_load() / (1.0 - kLoss),
+                                       placement_of(reference, l, w, t, PlacementMode::hierarchical).max_load());
+        const core::Placement pl = placement_of(plan, l, w, t, PlacementMode::hierarchical);
+        const at::Tensor expected = 0.5 * row + 0.5 * row.mean();
+        const at::Tensor layer_windows = at::cat({windows.select(1, l).to(at::kDouble), expected.unsqueeze(0)});
+        expect_no_swap_lowers_window_peaks(pl, layer_windows, budget * (1.0 - 1e-9), "layer " + std::to_string(l));
+    }
 }
 
 // Planning from windows, a plan may give up max_balance_loss of its balance on the mean to lower

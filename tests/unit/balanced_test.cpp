@@ -335,6 +335,14 @@ double sum_of_peaks(const std::vector<std::vector<double>>& shares) {
     return sum;
 }
 
+// Four windows of the synthetic DeepSeek-V3 series [4, layers, 256] (float32, contiguous).
+at::Tensor four_windows(std::int64_t layers) {
+    test::SeriesShape shape;
+    shape.windows = 4;
+    shape.layers = layers;
+    return test::synthetic_series(shape).to(at::kFloat).contiguous();
+}
+
 // No allowed swap between a window's heaviest GPU and a GPU of its node lowers the sum of the
 // windows' peak shares (`windows` [k, E]) by lower_window_peaks's threshold while keeping every
 // GPU within `cap`.
@@ -368,10 +376,7 @@ void expect_no_swap_lowers_window_peaks(const core::Placement& pl, const at::Ten
 }
 
 TEST(BalancedHistory, WindowPeaksFallWithoutRaisingThePlanningPeakUntilNoSwapLowersThem) {
-    test::SeriesShape shape;
-    shape.windows = 4;
-    shape.layers = 12;
-    const at::Tensor windows = test::synthetic_series(shape).to(at::kFloat).contiguous();  // [4, L, E]
+    const at::Tensor windows = four_windows(12);  // [4, L, E]
     const Topology t{288, 8, 8, 32};  // four GPUs per node: the search tries every partner of a GPU
     const std::int64_t E = windows.size(2);
     const at::Tensor mean = windows.to(at::kDouble).mean(0);
@@ -476,10 +481,7 @@ TEST(BalancedSearch, ExpectedPeakFallsWithinTheCapUntilNoSwapOfItsGpuLowersIt) {
 // 0.5 w + 0.5 mean(w) of the planning load w, until no swap within the balance budget lowers their
 // sum (the budget: P / (1 - loss), P the peak of the plan without loss, and deepseek's peak).
 TEST(BalancedHistory, PlansFromWindowsLowerThePeaksOfTheWindowsAndOfTheExpectedNextOne) {
-    test::SeriesShape shape;
-    shape.windows = 4;
-    shape.layers = 12;
-    const at::Tensor windows = test::synthetic_series(shape).to(at::kFloat).contiguous();  // [4, L, E]
+    const at::Tensor windows = four_windows(12);  // [4, L, E]
     const Topology t{288, 8, 8, 32};  // four GPUs per node: the search tries every partner of a GPU
     constexpr double kLoss = 0.02;
     PlanOptions tight = balanced(PlacementMode::hierarchical), loose = tight;
@@ -504,10 +506,7 @@ TEST(BalancedHistory, PlansFromWindowsLowerThePeaksOfTheWindowsAndOfTheExpectedN
 // the windows' own peaks: on every layer its peak on the mean stays within that budget of the plan
 // that gives up nothing and never rises above deepseek's, and the sum of the window peaks falls.
 TEST(BalancedHistory, LowerWindowPeaksCostAtMostTheBalanceLossAndNeverMoreThanDeepseek) {
-    test::SeriesShape shape;
-    shape.windows = 4;
-    shape.layers = 10;
-    const at::Tensor windows = test::synthetic_series(shape).to(at::kFloat).contiguous();  // [4, L, E]
+    const at::Tensor windows = four_windows(10);  // [4, L, E]
     const Topology t{288, 8, 4, 32};
     const at::Tensor mean = windows.to(at::kDouble).mean(0);
     const at::Tensor mean_f = mean.to(at::kFloat);

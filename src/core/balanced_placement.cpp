@@ -103,12 +103,11 @@ void Placement::reset(const double* weight, const std::int64_t* phy2log, const s
     duplicates_ = duplicates;
     const double* __restrict w = weight_.data();
     double* __restrict slot_load = slot_load_.data();
-    double* __restrict next_load = next_load_.data();
     double* __restrict gpu_load = gpu_load_.data();
     double* __restrict replica_load = replica_load_.data();
     // Per expert, where the divisions vectorise; then gathered into the slots.
     for (std::int32_t e = 0; e < E; ++e) replica_load[e] = w[e] / count[e];
-    for (std::int32_t e = 0; e < E; ++e) next_load[e] = w[e] / (count[e] + 1);
+    next_loads_ready_ = false;
     for (std::int32_t p = 0; p < shape_.slots; ++p) slot_load[p] = replica_load[expert[p]];
     for (std::int32_t g = 0, p = 0; g < G; ++g) {  // as refresh_gpu sums them
         double load = 0.0;
@@ -235,6 +234,15 @@ std::int32_t Placement::next_primary(std::int32_t slot) const {
     return -1;
 }
 
+void Placement::fill_next_loads() const {
+    const std::int32_t E = shape_.experts;
+    const double* __restrict w = weight_.data();
+    const std::int32_t* __restrict count = count_.data();
+    double* __restrict next_load = next_load_.data();
+    for (std::int32_t e = 0; e < E; ++e) next_load[e] = w[e] / (count[e] + 1);
+    next_loads_ready_ = true;
+}
+
 // Moves one replica in `slot` from expert `from` to expert `to` (counts, tables and loads).
 void Placement::move_replica(std::int32_t slot, std::int32_t from, std::int32_t to) {
     const std::int32_t g = gpu_of(slot);
@@ -243,8 +251,10 @@ void Placement::move_replica(std::int32_t slot, std::int32_t from, std::int32_t 
     set_held(to, g, 1);
     ++count_[to];
     expert_[slot] = to;
-    next_load_[from] = weight_[from] / (count_[from] + 1);
-    next_load_[to] = weight_[to] / (count_[to] + 1);
+    if (next_loads_ready_) {
+        next_load_[from] = weight_[from] / (count_[from] + 1);
+        next_load_[to] = weight_[to] / (count_[to] + 1);
+    }
     refresh_slot_loads(from);
     refresh_slot_loads(to);
     refresh_gpu(g);

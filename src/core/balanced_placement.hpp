@@ -64,8 +64,12 @@ public:
     bool primary(std::int32_t slot) const { return primary_[slot] != 0; }
     std::int32_t count(std::int32_t e) const { return count_[e]; }
     double weight(std::int32_t e) const { return weight_[e]; }
-    /// w_e / (c_e + 1): the load of each of e's replicas were it given one more.
-    double next_replica_load(std::int32_t e) const { return next_load_[e]; }
+    /// w_e / (c_e + 1): the load of each of e's replicas were it given one more (computed for
+    /// every expert on first use after a reset: only count moves need it).
+    double next_replica_load(std::int32_t e) const {
+        if (!next_loads_ready_) fill_next_loads();
+        return next_load_[e];
+    }
     /// w_e / c_e of the expert in `slot`.
     double slot_load(std::int32_t slot) const { return slot_load_[slot]; }
     /// slot_load of every slot [R].
@@ -146,6 +150,7 @@ private:
     };
 
     void move_replica(std::int32_t slot, std::int32_t from, std::int32_t to);
+    void fill_next_loads() const;
     void refresh_gpu(std::int32_t gpu);
     void order_by_home_node();
     bool groups_share_home() const;
@@ -161,7 +166,8 @@ private:
     std::vector<std::uint8_t> primary_;     // [R]
     std::vector<double> slot_load_;         // [R]: w_e / c_e of each slot's expert
     std::vector<std::int32_t> count_;       // [E]
-    std::vector<double> next_load_;         // [E]: w_e / (c_e + 1)
+    mutable std::vector<double> next_load_;  // [E]: w_e / (c_e + 1), once next_loads_ready_
+    mutable bool next_loads_ready_ = false;
     std::vector<double> replica_load_;      // [E]: w_e / c_e, scratch of reset()
     std::vector<std::int32_t> home_;        // [E]
     std::vector<double> gpu_load_;          // [G]

@@ -132,6 +132,7 @@ struct PolicySettings {
     double ema_decay = 0.5;             ///< `ema-decay`: the decay of `ema`, in (0, 1]
     bool allow_duplicates = false;      ///< `allow-duplicates`: allow two replicas of one expert on one GPU
     double max_balance_loss = 0.01;     ///< `max-balance-loss`: the balance `previous` may cost, in [0, 1)
+    double persistence = 0.5;           ///< `persistence`: the share of a load expected to persist, in [0, 1]
     std::string previous;               ///< `previous`: ARCHIVE:PLAN_ID or an SGLang expert-location JSON file
     std::shared_ptr<const DeployedPlan> deployed;  ///< `previous` once read (read_previous)
 

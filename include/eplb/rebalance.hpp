@@ -66,7 +66,8 @@ PlacementMode parse_placement_mode(std::string_view name);
 /// The references always plan from the plain sum of the windows.
 ///
 /// The expected next window: expert loads drift back towards their mean from one window to the
-/// next, so the next window is expected to be 0.5 w_e + 0.5 W / E (W the layer's total of w). A
+/// next, so the next window is expected to be p w_e + (1 - p) W / E (W the layer's total of w,
+/// p = PlanOptions::persistence, 0.5 by default; 1 turns this off). A
 /// single window w [L, E] is planned on as is; then swaps lower the max GPU load of the expected
 /// next window without raising any GPU above the max GPU load reached on w: of the plans that
 /// balance w equally, one whose GPUs hold replicas of the less replicated experts evenly.
@@ -102,6 +103,10 @@ struct PlanOptions {
     /// replicas (with `previous`) and, planning from two windows or more, to lower the windows'
     /// own peaks (see HistoryAggregation). 0 keeps the best balance on the planning load.
     double max_balance_loss = 0.01;
+    /// The share p of each expert's planning load w_e expected to persist into the next window,
+    /// in [0, 1]: the balanced policy expects p w_e + (1 - p) W / E there (see HistoryAggregation).
+    /// 1 expects the planning load itself and turns that steering off.
+    double persistence = 0.5;
 
     /// Throws UsageError naming a value out of range, or a setting the policy cannot honour
     /// (a reference policy with mode relaxed or a previous plan).

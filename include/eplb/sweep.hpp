@@ -47,7 +47,8 @@ struct SweepConfig {
     std::vector<std::string> topologies;     ///< `topology`: R/groups/N/G, at least one
     std::vector<std::string> policies;       ///< `policy`: names, or `all` (empty: balanced)
     PolicySettings policy_settings;          ///< `mode`, `history`, `aggregation`, `ema-decay`,
-                                             ///< `allow-duplicates`, `max-balance-loss`, `previous`
+                                             ///< `allow-duplicates`, `max-balance-loss`,
+                                             ///< `persistence`, `previous`
     std::string windows = "sum";             ///< `windows`: sum | each | K (Windowing)
     std::int64_t experts = 0;                ///< `experts`: keep only the first E columns (0: all)
     std::vector<std::string> zero_columns;   ///< `zero-columns`: comma-separated columns set to zero

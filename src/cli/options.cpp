@@ -57,6 +57,9 @@ po::options_description policy_setting_options(PolicySettings& s) {
         ("max-balance-loss", po::value(&s.max_balance_loss)->default_value(s.max_balance_loss),
          "the balancedness on the planning load a layer may give up, in [0, 1): with --previous to move "
          "fewer replicas, with --history k >= 2 to lower the peaks of the windows and of the expected next one")
+        ("persistence", po::value(&s.persistence)->default_value(s.persistence),
+         "the share of each expert's load the balanced policy expects to persist into the next window, "
+         "in [0, 1]; the rest drifts to the mean (1: plan for the windows alone)")
         ("previous", po::value(&s.previous),
          "the plan now deployed: ARCHIVE:PLAN_ID (a plan of an eplb archive, ID or unique prefix) or an "
          "SGLang expert-location JSON file; the balanced policy moves as few replicas as it can");
@@ -70,7 +73,8 @@ std::string policy_settings_text(const PolicySettings& s) {
         << "aggregation = " << s.aggregation << "\n"
         << "ema-decay = " << s.ema_decay << "\n"
         << "allow-duplicates = " << (s.allow_duplicates ? "true" : "false") << "\n"
-        << "max-balance-loss = " << s.max_balance_loss << "\n";
+        << "max-balance-loss = " << s.max_balance_loss << "\n"
+        << "persistence = " << s.persistence << "\n";
     if (!s.previous.empty()) out << "previous = " << s.previous << "\n";
     return out.str();
 }

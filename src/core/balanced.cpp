@@ -22,10 +22,6 @@ constexpr double kEscapeAbove = 2e-3;
 constexpr std::int32_t kEscapeRounds = 6;
 // Targets tried by pack_to_target (the floor, then a bisection).
 constexpr std::int32_t kTargetSteps = 10;
-// The share of an expert's planning load expected to persist into the next window, the rest
-// drawn to the mean (step 6). The lag-1 regression of expert loads on DS-V2-Lite's 43 windows is
-// 0.40.
-constexpr double kPersistence = 0.5;
 
 }  // namespace
 
@@ -169,8 +165,9 @@ LayerHistory BalancedPlanner::with_expected_window(const double* weight, const L
     for (std::int64_t t = 0; t < k; ++t)
         std::copy_n(history.windows + t * history.stride, E, step6_windows_.data() + t * E);
     const double mean = std::accumulate(weight, weight + E, 0.0) / static_cast<double>(E);
+    const double p = options_.persistence;
     for (std::int64_t e = 0; e < E; ++e)
-        step6_windows_[k * E + e] = static_cast<float>(kPersistence * weight[e] + (1.0 - kPersistence) * mean);
+        step6_windows_[k * E + e] = static_cast<float>(p * weight[e] + (1.0 - p) * mean);
     return LayerHistory{step6_windows_.data(), k + 1, E};
 }
 
@@ -245,15 +242,17 @@ LayerNotes BalancedPlanner::plan_layer(std::int32_t row, const double* weight, c
     // balance reached), then giving up at most max_balance_loss of that balance, never going above
     // the reference. From one window, lower the expected next window's peak, without raising the
     // peak on it.
+    // (Persistence 1 expects the planning load itself: no steering.)
+    const bool steer = options_.persistence < 1.0;
     double best = 0.0;
     if (history.count > 1) {
-        const LayerHistory windows = with_expected_window(weight, history);
+        const LayerHistory windows = steer ? with_expected_window(weight, history) : history;
         lower_window_peaks(placement_, windows, placement_.max_load(), search_steps(), window_scratch_);
         best = placement_.max_load();
         if (const double loose = std::min(reference, balance_budget(best)); loose > best)
             lower_window_peaks(placement_, windows, loose, search_steps(), window_scratch_);
     } else {
-        lower_expected_peak(placement_, kPersistence, placement_.max_load(), search_steps(), window_scratch_);
+        if (steer) lower_expected_peak(placement_, options_.persistence, placement_.max_load(), search_steps(), window_scratch_);
         best = placement_.max_load();
     }
     notes.above_reference = placement_.max_load() > reference * (1.0 + kSameLoad);

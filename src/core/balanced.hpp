@@ -19,8 +19,8 @@
 //    released to other experts instead of swapped away, and the better plan is kept; where repairs
 //    leave duplicates, the layer is planned again from a duplicate-free start (spread_start);
 // 6. history (planning from several windows): swaps lower the sum of the peak shares of the
-//    windows and of the expected next window, half of w and half its mean (balanced_search:
-//    lower_window_peaks), while no GPU rises above the balance budget of the peak P on w,
+//    windows and of the expected next window, p w + (1 - p) mean(w) with p the options'
+//    persistence (balanced_search: lower_window_peaks), while no GPU rises above the balance budget of the peak P on w,
 //    P / (1 - max_balance_loss), nor above the reference; planning from one window, swaps lower
 //    the peak of the expected next window (balanced_search: lower_expected_peak) while no GPU
 //    rises above P;
@@ -81,9 +81,9 @@ private:
     double balance_budget(double best) const;
     bool node_loads_fit(double budget) const;
     void spread_out(const double* weight, double reference);
-    /// The windows of `history` [k, E] followed by the expected next window, persistence w_e +
-    /// (1 - persistence) W / E of the planning load w [E] (W its total): [k + 1, E] in
-    /// step6_windows_.
+    /// The windows of `history` [k, E] followed by the expected next window, p w_e +
+    /// (1 - p) W / E of the planning load w [E] (W its total, p the options' persistence):
+    /// [k + 1, E] in step6_windows_.
     LayerHistory with_expected_window(const double* weight, const LayerHistory& history);
     /// Changes a local search may make on one layer: 4 R.
     std::int32_t search_steps() const { return 4 * shape_.slots; }

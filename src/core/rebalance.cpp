@@ -137,6 +137,8 @@ void PlanOptions::validate() const {
         throw UsageError("ema_decay=" + std::to_string(ema_decay) + " is outside (0, 1]");
     if (!(max_balance_loss >= 0.0 && max_balance_loss < 1.0))
         throw UsageError("max_balance_loss=" + std::to_string(max_balance_loss) + " is outside [0, 1)");
+    if (!(persistence >= 0.0 && persistence <= 1.0))
+        throw UsageError("persistence=" + std::to_string(persistence) + " is outside [0, 1]");
     if (policy == Policy::balanced) return;
     if (mode == PlacementMode::relaxed)
         throw UsageError("placement mode relaxed is the balanced policy's; policy " + to_string(policy) +

@@ -135,6 +135,7 @@ PlanRequest plan_request(const Topology& topology, Policy policy, const Rebalanc
         r.options.ema_decay = settings.ema_decay;
         r.options.allow_duplicates = settings.allow_duplicates;
         r.options.max_balance_loss = settings.max_balance_loss;
+        r.options.persistence = settings.persistence;
         r.deployed = settings.deployed;
     }
     r.history = settings.history;

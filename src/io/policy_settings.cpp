@@ -67,6 +67,7 @@ std::vector<std::string> PolicySettings::problems(const std::vector<Policy>& pol
     if (!(ema_decay > 0.0 && ema_decay <= 1.0)) add("ema-decay", number_text(ema_decay), "must be in (0, 1]");
     if (!(max_balance_loss >= 0.0 && max_balance_loss < 1.0))
         add("max-balance-loss", number_text(max_balance_loss), "must be in [0, 1)");
+    if (!(persistence >= 0.0 && persistence <= 1.0)) add("persistence", number_text(persistence), "must be in [0, 1]");
     if (!previous.empty()) {
         for (const Policy p : policies)
             if (p != Policy::balanced)
@@ -115,6 +116,7 @@ std::string PolicySettings::to_json(Policy policy) const {
         if (deployed) j["previous"] = deployed->identity;
         // It shapes the plan with a previous plan or a history of windows.
         if (deployed || history > 1) j["max_balance_loss"] = max_balance_loss;
+        if (persistence != PlanOptions{}.persistence) j["persistence"] = persistence;
     }
     return j.dump();
 }

@@ -162,6 +162,7 @@ TEST(PlanCommand, ExitCodesAndUsageErrors) {
           {"plan", dir / "good.json", "-t", "24/4/2/4", "--history", "0"},
           {"plan", dir / "good.json", "-t", "24/4/2/4", "--mode", "sideways"},
           {"plan", dir / "good.json", "-t", "24/4/2/4", "--max-balance-loss", "1"},
+          {"plan", dir / "good.json", "-t", "24/4/2/4", "--persistence", "1.5"},
           {"plan", dir / "good.json", "-t", "24/4/2/4", "--previous", dir / "missing.json"},
           {"plan", dir / "good.json", "-t", "24/4/2/4", "-p", "seed", "--previous", dir / "good.json"},
           {"plan", dir / "good.json", "-t", "24/4/2/4", "--engine", "batched"},
@@ -288,10 +289,11 @@ TEST(PlanCommand, BalancedSettingsAndThePlanNowDeployed) {
     EXPECT_NE(shown.out.find("migration from the deployed plan (plan:" + deployed + ")"), std::string::npos) << shown.out;
     ASSERT_EQ(eplb({"export", "-f", "sglang", "-p", deployed, dir / "a.h5", "-o", dir / "loc.json"}, dir).code, 0);
     const Result from_sglang = eplb({"plan", dir / "series.pt", "-t", "24/4/2/4", "--mode", "global", "--previous",
-                                     dir / "loc.json", "--max-balance-loss", "0.05", "--json"}, dir);
+                                     dir / "loc.json", "--max-balance-loss", "0.05", "--persistence", "0.8", "--json"}, dir);
     ASSERT_EQ(from_sglang.code, 0) << from_sglang.err;
     const auto options = nlohmann::json::parse(from_sglang.out)["policy_options"];
     EXPECT_EQ(options["max_balance_loss"], 0.05);
+    EXPECT_EQ(options["persistence"], 0.8);  // a setting other than the default is part of the plan's identity
     EXPECT_EQ(options["previous"].get<std::string>().rfind("sglang:sha256:", 0), 0u) << options;
     const Result wrong_shape = eplb({"plan", dir / "series.pt", "-t", "32/4/2/4", "--previous", dir / "loc.json"}, dir);
     EXPECT_EQ(wrong_shape.code, 1);

@@ -433,6 +433,25 @@ TEST(BalancedSearch, ExpectedPeakMovesReplicasOfTheLeastReplicatedExpertsApart) 
     EXPECT_DOUBLE_EQ(*std::max_element(m.begin(), m.end()), 0.5 * 2.0 + 0.5 * 1.5 * 1.5);
 }
 
+// Persistence 1 expects the planning load itself: no steering. The default steers one-window
+// plans without raising any layer's peak on the window, and changes some of them.
+TEST(Balanced, PersistenceOneTurnsTheSteeringTowardsTheNextWindowOff) {
+    test::SeriesShape shape;
+    shape.windows = 1;
+    shape.layers = 12;
+    const at::Tensor w = test::synthetic_series(shape)[0].to(at::kFloat);
+    const Topology t{288, 8, 4, 32};
+    for (const PlacementMode mode : kModes) {
+        PlanOptions off = balanced(mode);
+        off.persistence = 1.0;
+        const Plan steered = rebalance(w, t, balanced(mode)), plain = rebalance(w, t, off);
+        const PlanMetrics a = evaluate(steered, w, t, BoundKind::global), b = evaluate(plain, w, t, BoundKind::global);
+        for (std::size_t l = 0; l < a.max_gpu_load.size(); ++l)
+            EXPECT_LE(a.max_gpu_load[l], b.max_gpu_load[l] * (1.0 + 1e-9)) << to_string(mode) << " layer " << l;
+        EXPECT_FALSE(same_maps(steered, plain)) << to_string(mode);
+    }
+}
+
 TEST(BalancedSearch, ExpectedPeakFallsWithinTheCapUntilNoSwapOfItsGpuLowersIt) {
     test::SeriesShape shape;
     shape.windows = 1;
@@ -661,6 +680,11 @@ TEST(Balanced, ValidatesItsOptions) {
     o = PlanOptions{};
     o.max_balance_loss = 1.0;
     EXPECT_THROW(rebalance(w, t, o), UsageError);
+    for (const double persistence : {-0.1, 1.5, std::numeric_limits<double>::quiet_NaN()}) {
+        o = PlanOptions{};
+        o.persistence = persistence;
+        EXPECT_THROW(rebalance(w, t, o), UsageError) << persistence;
+    }
     o = PlanOptions{};
     o.policy = Policy::seed;
     o.mode = PlacementMode::relaxed;

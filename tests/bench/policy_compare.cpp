@@ -13,6 +13,8 @@
 // --history K      windows the balanced policy plans from (default 4)
 // --aggregation A  how it combines them: mean | ema (default mean)
 // --ema-decay D    decay of ema (default 0.5)
+// --persistence P  share of a load the balanced policy expects to persist into the next window
+//                  (default 0.5; 1 turns its steering towards the next window off)
 // --windows T      windows of the synthetic DeepSeek-V3 series (default 24)
 // --tables LIST    quality,migration (default both); "next" prints only next-window balancedness
 #include "io/hdf5_file.hpp"
@@ -81,7 +83,7 @@ at::Tensor history(const at::Tensor& windows, std::int64_t last, std::int64_t k)
     return windows.slice(0, first, last + 1);
 }
 
-// History settings of the balanced policy (the references always sum their windows).
+// History and persistence settings of the balanced policy (the references always sum their windows).
 PlanOptions g_history;
 
 PlanOptions options_for(const Variant& v) {
@@ -272,11 +274,12 @@ int run(int argc, char** argv) {
     if (argc % 2 == 0) throw UsageError("options come in pairs: --name value (see the comment at the top)");
     for (const auto& [key, value] : args)
         if (key != "--sglang" && key != "--dsv2lite" && key != "--olmoe" && key != "--history" && key != "--windows" &&
-            key != "--aggregation" && key != "--ema-decay" && key != "--tables")
+            key != "--aggregation" && key != "--ema-decay" && key != "--persistence" && key != "--tables")
             throw UsageError("unknown option " + key);
     const std::int64_t k = args.count("--history") ? std::stoll(args["--history"]) : 4;
     if (args.count("--aggregation")) g_history.aggregation = parse_history_aggregation(args["--aggregation"]);
     if (args.count("--ema-decay")) g_history.ema_decay = std::stod(args["--ema-decay"]);
+    if (args.count("--persistence")) g_history.persistence = std::stod(args["--persistence"]);
     const std::string tables = args.count("--tables") ? args["--tables"] : "quality,migration";
     const std::int64_t windows = args.count("--windows") ? std::stoll(args["--windows"]) : 24;
     std::vector<DataSet> sets;

@@ -8,7 +8,6 @@
 #include <ATen/ops/empty.h>
 
 #include <algorithm>
-#include <numeric>
 
 namespace eplb::core {
 namespace {
@@ -36,7 +35,8 @@ BalancedPlanner::BalancedPlanner(const Topology& t, std::int64_t E, const PlanOp
       reference_split_(static_cast<std::size_t>(kBlockLayers * shape_.groups)),
       start_phy2log_(static_cast<std::size_t>(t.num_replicas)),
       start_rank_(static_cast<std::size_t>(t.num_replicas)),
-      start_count_(static_cast<std::size_t>(E)) {
+      start_count_(static_cast<std::size_t>(E)),
+      expected_(static_cast<std::size_t>(E)) {
     options_.previous = nullptr;  // the driver passes rows; the pointer is not kept
 }
 
@@ -159,15 +159,12 @@ void BalancedPlanner::spread_out(const double* weight, double reference) {
     if (after > before || (after == before && placement_.max_load() >= repaired.max_load())) placement_ = repaired;
 }
 
-LayerHistory BalancedPlanner::with_expected_window(const double* weight, const LayerHistory& history) {
+LayerHistory BalancedPlanner::with_expected_window(const LayerHistory& history) {
     const std::int64_t E = shape_.experts, k = history.count;
     step6_windows_.resize(static_cast<std::size_t>((k + 1) * E));
     for (std::int64_t t = 0; t < k; ++t)
         std::copy_n(history.windows + t * history.stride, E, step6_windows_.data() + t * E);
-    const double mean = std::accumulate(weight, weight + E, 0.0) / static_cast<double>(E);
-    const double p = options_.persistence;
-    for (std::int64_t e = 0; e < E; ++e)
-        step6_windows_[k * E + e] = static_cast<float>(p * weight[e] + (1.0 - p) * mean);
+    std::copy(expected_.begin(), expected_.end(), step6_windows_.begin() + k * E);  // as float
     return LayerHistory{step6_windows_.data(), k + 1, E};
 }
 
@@ -246,15 +243,16 @@ LayerNotes BalancedPlanner::plan_layer(std::int32_t row, const double* weight, c
     // the lag-1 regression of expert loads on recorded DeepSeek-V2-Lite windows is 0.40);
     // persistence 1 expects the planning load itself: no steering.
     const bool steer = options_.persistence < 1.0;
+    if (steer) expected_next_loads(weight, shape_.experts, options_.persistence, expected_.data());
     double best = 0.0;
     if (history.count > 1) {
-        const LayerHistory windows = steer ? with_expected_window(weight, history) : history;
+        const LayerHistory windows = steer ? with_expected_window(history) : history;
         lower_window_peaks(placement_, windows, placement_.max_load(), search_steps(), window_scratch_);
         best = placement_.max_load();
         if (const double loose = std::min(reference, balance_budget(best)); loose > best)
             lower_window_peaks(placement_, windows, loose, search_steps(), window_scratch_);
     } else {
-        if (steer) lower_expected_peak(placement_, options_.persistence, placement_.max_load(), search_steps(), window_scratch_);
+        if (steer) lower_expected_peak(placement_, expected_.data(), placement_.max_load(), search_steps(), window_scratch_);
         best = placement_.max_load();
     }
     notes.above_reference = placement_.max_load() > reference * (1.0 + kSameLoad);

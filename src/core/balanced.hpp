@@ -20,10 +20,10 @@
 //    leave duplicates, the layer is planned again from a duplicate-free start (spread_start);
 // 6. history (planning from several windows): swaps lower the sum of the peak shares of the
 //    windows and of the expected next window, p w + (1 - p) mean(w) with p the options'
-//    persistence (balanced_search: lower_window_peaks), while no GPU rises above the balance budget of the peak P on w,
-//    P / (1 - max_balance_loss), nor above the reference; planning from one window, swaps lower
-//    the peak of the expected next window (balanced_search: lower_expected_peak) while no GPU
-//    rises above P;
+//    persistence (balanced_search: expected_next_loads, lower_window_peaks), while no GPU rises
+//    above the balance budget of the peak P on w, P / (1 - max_balance_loss), nor above the
+//    reference; planning from one window, swaps lower the peak of the expected next window
+//    (balanced_search: lower_expected_peak) while no GPU rises above P;
 // 7. migrate (with a previous plan, balanced_migration): within the balance budget of P, the
 //    plan that moves the fewest replicas;
 // 8. output: primaries get replica rank 0, the other replicas ranks 1, 2, ... in slot order.
@@ -81,10 +81,9 @@ private:
     double balance_budget(double best) const;
     bool node_loads_fit(double budget) const;
     void spread_out(const double* weight, double reference);
-    /// The windows of `history` [k, E] followed by the expected next window, p w_e +
-    /// (1 - p) W / E of the planning load w [E] (W its total, p the options' persistence):
+    /// The windows of `history` [k, E] followed by the expected next window expected_:
     /// [k + 1, E] in step6_windows_.
-    LayerHistory with_expected_window(const double* weight, const LayerHistory& history);
+    LayerHistory with_expected_window(const LayerHistory& history);
     /// Changes a local search may make on one layer: 4 R.
     std::int32_t search_steps() const { return 4 * shape_.slots; }
 
@@ -106,6 +105,7 @@ private:
     std::vector<std::int32_t> split_;             // [groups]
     std::vector<double> stop_;                    // per domain: where its local search stops
     std::vector<std::int32_t> next_rank_;         // [E] scratch of write()
+    std::vector<double> expected_;                // [E]: the layer's expected next window (step 6)
     std::vector<float> step6_windows_;            // [k + 1, E]: with_expected_window
     SearchScratch scratch_;
     StartScratch start_scratch_;

@@ -25,8 +25,6 @@ constexpr std::int32_t kMaxGpus = 16;
 // instructions.
 constexpr std::int64_t kSearchWork = 6000;
 
-struct PackingSearch;
-
 // One domain's packing for a target.
 struct Target {
     const Placement& pl;

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <numeric>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -519,17 +520,16 @@ void refresh_expected_gpu(const Placement& pl, WindowScratch& s, std::int32_t g)
 
 // lower_expected_peak's terms: each slot's expected load m_e / c_e (s.slot [R]) and their sums
 // per GPU (s.gpu [G]). Returns false for a layer without load.
-bool load_expected_shares(const Placement& pl, double persistence, WindowScratch& s) {
+bool load_expected_shares(const Placement& pl, const double* expected, WindowScratch& s) {
     const std::int32_t E = pl.shape().experts, R = pl.shape().slots, G = pl.shape().gpus;
     double total = 0.0;
-    for (std::int32_t g = 0; g < G; ++g) total += pl.gpu_load(g);
+    for (std::int32_t e = 0; e < E; ++e) total += expected[e];
     if (!(total > 0.0)) return false;
-    const double prior = (1.0 - persistence) * total / E;
-    s.summed.resize(static_cast<std::size_t>(E));  // the prior's load on each replica of e, where the divisions vectorise
-    double* __restrict replica_prior = s.summed.data();
-    for (std::int32_t e = 0; e < E; ++e) replica_prior[e] = prior / pl.count(e);
+    s.replica.resize(static_cast<std::size_t>(E));  // per expert, where the divisions vectorise
+    double* __restrict replica = s.replica.data();
+    for (std::int32_t e = 0; e < E; ++e) replica[e] = expected[e] / pl.count(e);
     s.slot.resize(static_cast<std::size_t>(R));
-    for (std::int32_t p = 0; p < R; ++p) s.slot[p] = persistence * pl.slot_load(p) + replica_prior[pl.expert(p)];
+    for (std::int32_t p = 0; p < R; ++p) s.slot[p] = replica[pl.expert(p)];
     s.gpu.resize(static_cast<std::size_t>(G));
     for (std::int32_t g = 0; g < G; ++g) refresh_expected_gpu(pl, s, g);
     return true;
@@ -618,9 +618,14 @@ void scan_expected_pair_avx2(const Placement& pl, WindowScratch& s, const Expect
 
 }  // namespace
 
-std::int32_t lower_expected_peak(Placement& pl, double persistence, double cap, std::int32_t max_steps,
+void expected_next_loads(const double* w, std::int32_t E, double persistence, double* m) {
+    const double mean = std::accumulate(w, w + E, 0.0) / static_cast<double>(E);
+    for (std::int32_t e = 0; e < E; ++e) m[e] = persistence * w[e] + (1.0 - persistence) * mean;
+}
+
+std::int32_t lower_expected_peak(Placement& pl, const double* expected, double cap, std::int32_t max_steps,
                                  WindowScratch& s) {
-    if (!load_expected_shares(pl, persistence, s)) return 0;
+    if (!load_expected_shares(pl, expected, s)) return 0;
     const double limit = cap * (1.0 - kRelativeGain);
     const bool avx2 = have_avx2();
     std::int32_t steps = 0;

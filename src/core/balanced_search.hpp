@@ -50,7 +50,8 @@ struct WindowScratch {
     std::size_t falling = 0;          // pair[0, falling): the windows whose peak is on the pair
     double pair_floor = 0.0;          // sum over pair[0, falling) of floor - peak
     std::vector<std::int32_t> partners;
-    std::vector<double> summed;       // [G]: share summed over the windows; [E] in lower_expected_peak
+    std::vector<double> summed;       // [G]: share summed over the windows
+    std::vector<double> replica;      // [E]: m_e / c_e, the expected load of each replica (lower_expected_peak)
     std::vector<double> lanes;        // a partner GPU's slot loads, padded (lower_expected_peak's vector scan)
 };
 
@@ -94,17 +95,20 @@ std::int32_t escape_local_optimum(Placement& placement, const Domain& domain, do
 std::int32_t lower_window_peaks(Placement& placement, const LayerHistory& history, double cap, std::int32_t max_steps,
                                 WindowScratch& scratch);
 
-/// With one window w only: swaps that lower the peak of the expected next window under
-/// regression to the mean, m_e = rho w_e + (1 - rho) W / E (W = sum_e w_e, rho = `persistence`).
-/// GPU g's expected load is M_g = sum over g's slots of m_e / c_e
-///                             = rho L_g + (1 - rho) (W / E) sum over g's slots of 1 / c_e,
-/// so among plans of the same peak on w it prefers those whose GPUs hold the same number of
-/// replicas in the prior's terms (a replica of an expert with c replicas counts 1 / c). Each step
+/// The expected next-window loads m [E] of the planning loads w [E]: loads drift back towards their
+/// mean, m_e = p w_e + (1 - p) W / E (W = sum_e w_e, p = `persistence`, in [0, 1]).
+void expected_next_loads(const double* weight, std::int32_t experts, double persistence, double* expected);
+
+/// With one window w only: swaps that lower the peak of the expected next window m [E]
+/// (`expected`, from expected_next_loads). GPU g's expected load is M_g = sum over g's slots of
+/// m_e / c_e = p L_g + (1 - p) (W / E) sum over g's slots of 1 / c_e, so among plans of the same
+/// peak on w it prefers those whose GPUs hold the same number of replicas in the prior's terms (a
+/// replica of an expert with c replicas counts 1 / c). Each step
 /// takes the GPU h with the largest M (first on ties) and the swap between h and one of the four
 /// GPUs of h's domain with the least M (lower id on ties) that gives the lowest max(M_h, M_j),
 /// when that is below M_h by a relative 1e-4; a GPU whose load on w rises stays <= `cap`.
 /// Stops when no swap qualifies or after `max_steps` swaps. Returns the swaps made.
-std::int32_t lower_expected_peak(Placement& placement, double persistence, double cap, std::int32_t max_steps,
+std::int32_t lower_expected_peak(Placement& placement, const double* expected, double cap, std::int32_t max_steps,
                                  WindowScratch& scratch);
 
 /// Whether the swap search may use its AVX2 scan on CPUs that have it (default true). Both scans

@@ -425,7 +425,9 @@ TEST(BalancedSearch, ExpectedPeakMovesReplicasOfTheLeastReplicatedExpertsApart) 
     const std::vector<std::int32_t> rank{0, 0, 1, 1, 0, 0};
     pl.reset(w.data(), phy2log.data(), rank.data());
     core::WindowScratch scratch;
-    EXPECT_EQ(core::lower_expected_peak(pl, 0.5, pl.max_load(), 100, scratch), 1);
+    std::vector<double> expected(w.size());
+    core::expected_next_loads(w.data(), 4, 0.5, expected.data());
+    EXPECT_EQ(core::lower_expected_peak(pl, expected.data(), pl.max_load(), 100, scratch), 1);
     for (std::int32_t g = 0; g < 3; ++g) EXPECT_EQ(pl.gpu_load(g), 2.0) << "GPU " << g;
     EXPECT_EQ(pl.duplicates(), 0);
     const std::vector<double> m = expected_gpu_loads(pl, w, 0.5);
@@ -472,7 +474,9 @@ TEST(BalancedSearch, ExpectedPeakFallsWithinTheCapUntilNoSwapOfItsGpuLowersIt) {
         const double cap = pl.max_load();
         const std::int64_t duplicates = pl.duplicates();
         const std::vector<double> before = expected_gpu_loads(pl, w, kRho);
-        lowered += core::lower_expected_peak(pl, kRho, cap, 4 * t.num_replicas, scratch) > 0;
+        std::vector<double> expected(w.size());
+        core::expected_next_loads(w.data(), static_cast<std::int32_t>(w.size()), kRho, expected.data());
+        lowered += core::lower_expected_peak(pl, expected.data(), cap, 4 * t.num_replicas, scratch) > 0;
         ASSERT_LE(pl.max_load(), cap) << "layer " << l;
         ASSERT_LE(pl.duplicates(), duplicates) << "layer " << l;
         const std::vector<double> m = expected_gpu_loads(pl, w, kRho);

@@ -519,12 +519,9 @@ void refresh_expected_gpu(const Placement& pl, WindowScratch& s, std::int32_t g)
 }
 
 // lower_expected_peak's terms: each slot's expected load m_e / c_e (s.slot [R]) and their sums
-// per GPU (s.gpu [G]). Returns false for a layer without load.
-bool load_expected_shares(const Placement& pl, const double* expected, WindowScratch& s) {
+// per GPU (s.gpu [G]).
+void load_expected_shares(const Placement& pl, const double* expected, WindowScratch& s) {
     const std::int32_t E = pl.shape().experts, R = pl.shape().slots, G = pl.shape().gpus;
-    double total = 0.0;
-    for (std::int32_t e = 0; e < E; ++e) total += expected[e];
-    if (!(total > 0.0)) return false;
     s.replica.resize(static_cast<std::size_t>(E));  // per expert, where the divisions vectorise
     double* __restrict replica = s.replica.data();
     for (std::int32_t e = 0; e < E; ++e) replica[e] = expected[e] / pl.count(e);
@@ -532,7 +529,6 @@ bool load_expected_shares(const Placement& pl, const double* expected, WindowScr
     for (std::int32_t p = 0; p < R; ++p) s.slot[p] = replica[pl.expert(p)];
     s.gpu.resize(static_cast<std::size_t>(G));
     for (std::int32_t g = 0; g < G; ++g) refresh_expected_gpu(pl, s, g);
-    return true;
 }
 
 struct ExpectedSwap {
@@ -625,7 +621,7 @@ void expected_next_loads(const double* w, std::int32_t E, double persistence, do
 
 std::int32_t lower_expected_peak(Placement& pl, const double* expected, double cap, std::int32_t max_steps,
                                  WindowScratch& s) {
-    if (!load_expected_shares(pl, expected, s)) return 0;
+    load_expected_shares(pl, expected, s);  // a layer without load has no swap that moves any
     const double limit = cap * (1.0 - kRelativeGain);
     const bool avx2 = have_avx2();
     std::int32_t steps = 0;

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <fstream>
 #include <set>
+#include <stdexcept>
 
 namespace eplb {
 namespace {
@@ -31,6 +32,18 @@ DataSet sglang(const std::string& file, bool zero_last_column) {
     at::Tensor w = s.steps[0].clone();
     if (zero_last_column) w.select(1, w.size(1) - 1).zero_();
     return {file + (zero_last_column ? " (column 255 zeroed)" : ""), Topology{288, 8, 4, 32}, w};
+}
+
+// Rows [layers.size(), E] of SGLang's DeepSeek-R1 prefill statistics, by model layer id.
+at::Tensor prefill_layers(const std::vector<std::int64_t>& layers) {
+    const Snapshot s = read_json_snapshot(std::string(EPLB_JOBS_DATA_DIR) + "/sglang-ds-r1-h20/prefill_ep16_3500_1500.json");
+    std::vector<at::Tensor> rows;
+    for (const std::int64_t layer : layers) {
+        const auto row = std::find(s.layer_ids.begin(), s.layer_ids.end(), layer);
+        if (row == s.layer_ids.end()) throw std::runtime_error("no layer " + std::to_string(layer) + " in the prefill file");
+        rows.push_back(s.steps[0][row - s.layer_ids.begin()]);
+    }
+    return at::stack(rows);
 }
 
 // Each OLMoE domain of the olmoe model: [3, 64] loads.
@@ -113,15 +126,12 @@ TEST(BalancedOnRealData, DecodePlansReachTheBoundOfTheirMode) {
 // 3,845,606.4] (bound 3,803,728); the packing search reaches 3,845,606.4 (3,869,472 at a budget
 // of 500 nodes per target; 0.947 of the bound before the search).
 TEST(BalancedOnRealData, SparsePrefillLayersReachTheirProvenOptimum) {
-    const Snapshot s = read_json_snapshot(std::string(EPLB_JOBS_DATA_DIR) + "/sglang-ds-r1-h20/prefill_ep16_3500_1500.json");
     struct Proven {
         std::int64_t layer;
         double bound, optimum;
     };
     for (const Proven p : {Proven{43, 4339136.0, 4450432.0}, Proven{22, 3803728.0, 3845606.4}}) {
-        const auto row = std::find(s.layer_ids.begin(), s.layer_ids.end(), p.layer);
-        ASSERT_NE(row, s.layer_ids.end());
-        const at::Tensor w = s.steps[0][row - s.layer_ids.begin()].unsqueeze(0);
+        const at::Tensor w = prefill_layers({p.layer});
         const Topology t{288, 8, 4, 32};
         const PlanMetrics m =
             evaluate(rebalance(w, t, mode(PlacementMode::hierarchical)), w, t, BoundKind::hierarchical);
@@ -137,16 +147,11 @@ TEST(BalancedOnRealData, SparsePrefillLayersReachTheirProvenOptimum) {
 // `tests/bench/exact_optimum.py SNAPSHOT -t 288/8/4/32 --mode global --layers 52-56
 // --time-limit 40` found (it proves no bound on 32 GPUs, only finds plans).
 TEST(BalancedOnRealData, SparseGlobalPrefillLayersReachTheBestPlansKnown) {
-    const Snapshot s = read_json_snapshot(std::string(EPLB_JOBS_DATA_DIR) + "/sglang-ds-r1-h20/prefill_ep16_3500_1500.json");
     const std::vector<std::pair<std::int64_t, double>> best{
         {52, 4535744.0}, {53, 3292571.4285714286}, {54, 4508672.0}, {55, 5358592.0}, {56, 3650602.6666666665}};
-    std::vector<at::Tensor> rows;
-    for (const auto& [layer, max_load] : best) {
-        const auto row = std::find(s.layer_ids.begin(), s.layer_ids.end(), layer);
-        ASSERT_NE(row, s.layer_ids.end());
-        rows.push_back(s.steps[0][row - s.layer_ids.begin()]);
-    }
-    const at::Tensor w = at::stack(rows);
+    std::vector<std::int64_t> layers;
+    for (const auto& [layer, max_load] : best) layers.push_back(layer);
+    const at::Tensor w = prefill_layers(layers);
     const Topology t{288, 8, 4, 32};
     const PlanMetrics m = evaluate(rebalance(w, t, mode(PlacementMode::global)), w, t, BoundKind::global);
     for (std::size_t i = 0; i < best.size(); ++i)

@@ -3,6 +3,7 @@
 #include "core/balanced_history.hpp"
 #include "core/balanced_placement.hpp"
 #include "core/balanced_search.hpp"
+#include "support/placements.hpp"
 #include "support/plan_checks.hpp"
 #include "support/random_cases.hpp"
 #include "support/synthetic_series.hpp"
@@ -186,16 +187,6 @@ TEST(BalancedSearch, TheVectorSwapScanChoosesTheSwapsOfTheScalarOne) {
 
 // ---- history -----------------------------------------------------------------------------
 
-// Loads a plan's layer `l` into a Placement of the mode.
-core::Placement placement_of(const Plan& plan, std::int64_t l, const std::vector<double>& weight, const Topology& t,
-                             PlacementMode mode = PlacementMode::global) {
-    core::Placement pl(core::LayerShape::make(t, plan.logcnt.size(1), mode, true));
-    const at::Tensor row = plan.phy2log[l].contiguous();
-    std::vector<std::int32_t> rank(static_cast<std::size_t>(t.num_replicas), 1);
-    for (std::int64_t e = 0; e < plan.logcnt.size(1); ++e) rank[plan.log2phy[l][e][0].item<std::int64_t>()] = 0;
-    pl.reset(weight.data(), row.data_ptr<std::int64_t>(), rank.data());
-    return pl;
-}
 
 // The largest new load when slots `a` of GPU h and `b` of GPU j trade places, or +inf when the
 // trade would put two replicas of one expert on one GPU.
@@ -232,7 +223,7 @@ TEST(BalancedSearch, EndsWhereNoSwapOrExchangeOfTwoSlotsLowersASparseHeaviestGpu
     for (std::int64_t l = 0; l < w.size(0); ++l) {
         const at::Tensor row = w[l].to(at::kDouble).contiguous();
         const std::vector<double> weight(row.data_ptr<double>(), row.data_ptr<double>() + row.numel());
-        core::Placement pl = placement_of(start, l, weight, t);
+        core::Placement pl = test::placement_of(start, l, weight, t);
         core::SearchScratch scratch;
         core::improve_placement(pl, pl.domain(0), 0.0, /*count_moves=*/false, 1000, scratch);
         const std::int32_t h = pl.heaviest_gpu(0, 8);
@@ -386,7 +377,7 @@ TEST(BalancedHistory, WindowPeaksFallWithoutRaisingThePlanningPeakUntilNoSwapLow
     for (std::int64_t l = 0; l < windows.size(1); ++l) {
         const at::Tensor row = mean[l].contiguous();
         const std::vector<double> w(row.data_ptr<double>(), row.data_ptr<double>() + E);
-        core::Placement pl = placement_of(from_mean, l, w, t, PlacementMode::hierarchical);
+        core::Placement pl = test::placement_of(from_mean, l, w, t, PlacementMode::hierarchical);
         const at::Tensor layer_windows = windows.select(1, l).contiguous();  // [4, E]
         const double cap = pl.max_load(), before = sum_of_peaks(window_gpu_shares(pl, layer_windows));
         const core::LayerHistory history{windows.data_ptr<float>() + l * E, 4, windows.size(1) * E};
@@ -470,7 +461,7 @@ TEST(BalancedSearch, ExpectedPeakFallsWithinTheCapUntilNoSwapOfItsGpuLowersIt) {
         const at::Tensor row = loads[l].to(at::kDouble).contiguous();
         const std::vector<double> w(row.data_ptr<double>(), row.data_ptr<double>() + row.numel());
         const double mean = std::accumulate(w.begin(), w.end(), 0.0) / static_cast<double>(w.size());
-        core::Placement pl = placement_of(start, l, w, t, PlacementMode::hierarchical);
+        core::Placement pl = test::placement_of(start, l, w, t, PlacementMode::hierarchical);
         const double cap = pl.max_load();
         const std::int64_t duplicates = pl.duplicates();
         const std::vector<double> before = expected_gpu_loads(pl, w, kRho);
@@ -516,9 +507,9 @@ TEST(BalancedHistory, PlansFromWindowsLowerThePeaksOfTheWindowsAndOfTheExpectedN
     for (std::int64_t l = 0; l < windows.size(1); ++l) {
         const at::Tensor row = mean[l].contiguous();
         const std::vector<double> w(row.data_ptr<double>(), row.data_ptr<double>() + row.numel());
-        const double budget = std::min(placement_of(best, l, w, t, PlacementMode::hierarchical).max_load() / (1.0 - kLoss),
-                                       placement_of(reference, l, w, t, PlacementMode::hierarchical).max_load());
-        const core::Placement pl = placement_of(plan, l, w, t, PlacementMode::hierarchical);
+        const double budget = std::min(test::placement_of(best, l, w, t, PlacementMode::hierarchical).max_load() / (1.0 - kLoss),
+                                       test::placement_of(reference, l, w, t, PlacementMode::hierarchical).max_load());
+        const core::Placement pl = test::placement_of(plan, l, w, t, PlacementMode::hierarchical);
         const at::Tensor expected = 0.5 * row + 0.5 * row.mean();
         const at::Tensor layer_windows = at::cat({windows.select(1, l).to(at::kDouble), expected.unsqueeze(0)});
         expect_no_swap_lowers_window_peaks(pl, layer_windows, budget * (1.0 - 1e-9), "layer " + std::to_string(l));
@@ -551,8 +542,8 @@ TEST(BalancedHistory, LowerWindowPeaksCostAtMostTheBalanceLossAndNeverMoreThanDe
             const at::Tensor row = mean[l].contiguous();
             const std::vector<double> w(row.data_ptr<double>(), row.data_ptr<double>() + row.numel());
             const at::Tensor layer_windows = windows.select(1, l).contiguous();
-            peaks_a += sum_of_peaks(window_gpu_shares(placement_of(a, l, w, t, mode), layer_windows));
-            peaks_b += sum_of_peaks(window_gpu_shares(placement_of(b, l, w, t, mode), layer_windows));
+            peaks_a += sum_of_peaks(window_gpu_shares(test::placement_of(a, l, w, t, mode), layer_windows));
+            peaks_b += sum_of_peaks(window_gpu_shares(test::placement_of(b, l, w, t, mode), layer_windows));
         }
         EXPECT_LT(peaks_b, peaks_a) << to_string(mode);
     }

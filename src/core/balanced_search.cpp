@@ -1,5 +1,7 @@
 #include "balanced_search.hpp"
 
+#include "balanced_repartition.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -194,10 +196,11 @@ bool exchangeable(const Placement& pl, const std::int32_t* a, std::int32_t h, co
 }
 
 // The best exchange of two slots between GPU h and another GPU of the domain (lightest first)
-// whose larger new load is below `limit`; for when no single swap helps. Each pair of GPUs costs
+// whose larger new load is below `limit`; for when no single swap helps. With
+// `skip_repartitioned`, pairs that best_repartition searched are left out. Each pair of GPUs costs
 // O(k^4) for k loaded slots per GPU, which is small on the sparse layers where swaps get stuck.
 Exchange best_exchange(const Placement& pl, std::int32_t h, const std::vector<std::int32_t>& gpus, double limit,
-                       SearchScratch& scratch) {
+                       bool skip_repartitioned, SearchScratch& scratch) {
     const double load_h = pl.gpu_load(h);
     std::vector<std::int32_t>& mine = scratch.candidates;
     std::vector<std::int32_t>& theirs = scratch.slots;
@@ -208,7 +211,7 @@ Exchange best_exchange(const Placement& pl, std::int32_t h, const std::vector<st
     for (const std::int32_t j : gpus) {
         const double load_j = pl.gpu_load(j);
         if (0.5 * (load_h + load_j) >= best.peak) break;
-        if (j == h) continue;
+        if (j == h || (skip_repartitioned && repartition_covers(pl, h, j))) continue;
         exchange_slots(pl, j, theirs);
         const std::size_t m = mine.size(), t = theirs.size();
         for (std::size_t i0 = 0; i0 < m; ++i0)
@@ -671,6 +674,7 @@ std::int32_t improve_placement(Placement& pl, const Domain& d, double stop_load,
     if (domain_max(pl, d) <= stop_load) return 0;
     std::vector<std::int32_t>& gpus = scratch.gpus;
     gpus_by_load(pl, d, gpus);
+    const bool repartitions = repartitions_allowed(pl);
     std::int32_t steps = 0;
     while (steps < max_steps) {
         const double load_h = pl.gpu_load(gpus.back());
@@ -683,7 +687,11 @@ std::int32_t improve_placement(Placement& pl, const Domain& d, double stop_load,
         const Swap swap = best_swap(pl, h, gpus, limit);
         if (swap.a >= 0) {
             trade(pl, gpus, h, swap.a, swap.b);
-        } else if (const Exchange ex = best_exchange(pl, h, gpus, limit, scratch); ex.a[0] >= 0) {
+        } else if (const Repartition split = repartitions ? best_repartition(pl, h, gpus, limit) : Repartition{};
+                   split.j >= 0) {
+            apply_repartition(pl, split);
+            reposition(pl, gpus, h, split.j);
+        } else if (const Exchange ex = best_exchange(pl, h, gpus, limit, repartitions, scratch); ex.a[0] >= 0) {
             trade(pl, gpus, h, ex.a[0], ex.b[0], ex.a[1], ex.b[1]);
         } else {
             const CountMove move = count_moves ? best_count_move(pl, h, d, limit, scratch) : CountMove{};

@@ -14,7 +14,9 @@
 // 3. repair: no two replicas of one expert on one GPU (balanced_search: repair_duplicates);
 // 4. improve: swaps on every domain (a node's GPUs for hierarchical plans, all GPUs otherwise),
 //    then iterated local search on the domain holding the layer's peak (balanced_search) and, where
-//    that domain is sparse and still above its bound, packing to a target (balanced_fill);
+//    that domain is sparse and still above its bound, packing to a target (balanced_fill) and, in
+//    hierarchical and global plans, a count search (balanced_search: search_counts), also from a
+//    proportional repack (balanced_fill: repack_proportionally), keeping the lighter result;
 // 5. fallback: a result above the reference is planned again from the reference, its duplicates
 //    released to other experts instead of swapped away, and the better plan is kept; where repairs
 //    leave duplicates, the layer is planned again from a duplicate-free start (spread_start);
@@ -75,6 +77,7 @@ private:
     bool load_start(const double* weight, const LayerHistory& history);
     void repair_and_improve(const double* weight, RepairOrder order, double reference);
     void improve(const double* weight, double reference);
+    void search_sparse_domain(const double* weight, const Domain& domain, double stop);
     void write(LayersOut out);
     bool migrate(const double* weight, const std::int64_t* previous, double best, LayersOut out);
     /// The highest max GPU load within max_balance_loss of `best`: best / (1 - max_balance_loss).

@@ -73,7 +73,7 @@ struct Target {
     }
 
     // Step 2: best-fit decreasing into s.row / s.rank. False when a replica fits nowhere.
-    bool pack(double T) {
+    bool pack(double T, bool lightest = false) {
         const std::int32_t n = d.num_experts, P = gpus, S = slots_per_gpu;
         s.items.clear();
         for (std::int32_t k = 0; k < n; ++k) s.items.insert(s.items.end(), static_cast<std::size_t>(s.count[k]), k);
@@ -91,7 +91,7 @@ struct Target {
             std::int32_t best = -1;
             for (std::int32_t g = 0; g < P; ++g) {
                 if (s.used[g] == S || holds[g] || s.room[g] < load) continue;
-                if (best < 0 || s.room[g] < s.room[best]) best = g;
+                if (best < 0 || (lightest ? s.room[g] > s.room[best] : s.room[g] < s.room[best])) best = g;
             }
             if (best < 0) return false;
             const std::int32_t slot = (d.first_gpu + best) * S + s.used[best]++;
@@ -100,6 +100,26 @@ struct Target {
             previous = k;
             s.room[best] -= load;
             holds[best] = 1;
+        }
+        return true;
+    }
+
+    // Counts in proportion to the loads: one replica per expert, and the spare slots one at a
+    // time to the loaded expert with the heaviest replica (lower id on ties) that may grow.
+    // False when no loaded expert may take them.
+    bool proportional_counts() {
+        const std::int32_t n = d.num_experts;
+        s.count.assign(static_cast<std::size_t>(n), 1);
+        for (std::int64_t spare = std::int64_t{gpus} * slots_per_gpu - n; spare > 0; --spare) {
+            std::int32_t best = -1;
+            for (std::int32_t k = 0; k < n; ++k) {
+                if (weight(k) <= 0.0 || s.count[k] == cap) continue;
+                if (best < 0 || replica_load(k) > replica_load(best) ||
+                    (replica_load(k) == replica_load(best) && d.experts[k] < d.experts[best]))
+                    best = k;
+            }
+            if (best < 0) return false;
+            ++s.count[best];
         }
         return true;
     }
@@ -297,12 +317,40 @@ bool PackingSearch::place_replicas(std::int32_t i, std::int32_t spare, std::int3
     return false;
 }
 
+// The placement's slots as plan rows, into s.row / s.rank (the packing's start) and
+// s.original_row / s.original_rank (restore_before_repack).
+void copy_rows(const Placement& pl, FillScratch& s) {
+    const std::int32_t R = pl.shape().slots;
+    s.row.resize(static_cast<std::size_t>(R));
+    s.rank.resize(static_cast<std::size_t>(R));
+    for (std::int32_t p = 0; p < R; ++p) {
+        s.row[p] = pl.expert(p);
+        s.rank[p] = pl.primary(p) ? 0 : 1;
+    }
+    s.original_row = s.row;
+    s.original_rank = s.rank;
+}
+
 }  // namespace
 
 bool sparse_domain(const Placement& pl, const Domain& d) {
     std::int32_t loaded = 0;
     for (std::int32_t k = 0; k < d.num_experts; ++k) loaded += pl.weight(d.experts[k]) > 0.0;
     return loaded <= kSparseExperts * (d.last_gpu - d.first_gpu);
+}
+
+bool repack_proportionally(Placement& pl, const double* weight, const Domain& d, FillScratch& s) {
+    const LayerShape& shape = pl.shape();
+    if (shape.mode == PlacementMode::relaxed) return false;
+    const std::int32_t P = d.last_gpu - d.first_gpu, S = shape.slots_per_gpu;
+    Target target{pl, d, P, S, shape.no_duplicates ? P : P * S, s};
+    if (!target.proportional_counts()) return false;
+    copy_rows(pl, s);
+    double total = 0.0;
+    for (std::int32_t k = 0; k < d.num_experts; ++k) total += target.weight(k);
+    if (!target.pack(total, /*lightest=*/true)) return false;
+    pl.reset(weight, s.row.data(), s.rank.data());
+    return true;
 }
 
 bool pack_to_target(Placement& pl, const double* weight, const Domain& d, double floor, std::int32_t steps,
@@ -317,14 +365,7 @@ bool pack_to_target(Placement& pl, const double* weight, const Domain& d, double
     std::stable_sort(s.by_weight.begin(), s.by_weight.end(), [&](std::int32_t a, std::int32_t b) {
         return target.weight(a) > target.weight(b) || (target.weight(a) == target.weight(b) && d.experts[a] < d.experts[b]);
     });
-    s.row.resize(static_cast<std::size_t>(shape.slots));
-    s.rank.resize(static_cast<std::size_t>(shape.slots));
-    for (std::int32_t p = 0; p < shape.slots; ++p) {
-        s.row[p] = pl.expert(p);
-        s.rank[p] = pl.primary(p) ? 0 : 1;
-    }
-    s.original_row = s.row;
-    s.original_rank = s.rank;
+    copy_rows(pl, s);
     bool found = false;
     double lo = floor, hi = peak;
     for (std::int32_t i = 0; i < steps; ++i) {
@@ -342,8 +383,12 @@ bool pack_to_target(Placement& pl, const double* weight, const Domain& d, double
     if (!found) return false;
     pl.reset(weight, s.best_row.data(), s.best_rank.data());
     if (domain_max(pl, d) < peak) return true;
-    pl.reset(weight, s.original_row.data(), s.original_rank.data());
+    restore_before_repack(pl, weight, s);
     return false;
+}
+
+void restore_before_repack(Placement& pl, const double* weight, FillScratch& s) {
+    pl.reset(weight, s.original_row.data(), s.original_rank.data());
 }
 
 }  // namespace eplb::core

@@ -64,6 +64,17 @@ struct FillScratch {
 /// True for the domains pack_to_target is for: at most four loaded experts per GPU.
 bool sparse_domain(const Placement& placement, const Domain& domain);
 
+/// Replaces the slots of `domain` by a greedy packing of counts in proportion to the loads: one
+/// replica per expert, the spare slots one at a time to the loaded expert with the heaviest
+/// replica; replicas heaviest first, each onto the lightest GPU of the domain with a free slot and
+/// no replica of its expert yet. Returns false (placement unchanged) for relaxed plans or when
+/// no such packing exists. The placement before is kept in `scratch` for restore_before_repack.
+bool repack_proportionally(Placement& placement, const double* weight, const Domain& domain, FillScratch& scratch);
+
+/// Loads the placement as it was before the last repack_proportionally or pack_to_target on
+/// `scratch` (planning loads `weight` [E]).
+void restore_before_repack(Placement& placement, const double* weight, FillScratch& scratch);
+
 /// Repacks the slots of `domain` of `placement` (planning loads `weight` [E], those it was loaded
 /// with) for the lowest target T in [floor, current domain peak) reached as described above
 /// (T = floor first, then bisection: `steps` targets in all). Returns true when it changed the

@@ -762,6 +762,64 @@ std::int32_t escape_local_optimum(Placement& pl, const Domain& d, double stop_lo
 
 namespace {
 
+// For each expert b on GPU h with one replica there that may grow, and each other expert a of
+// the domain with two replicas or more: the slot of a (off h, on a GPU that accepts b) whose
+// change to b keeps the loads it touches lowest.
+void count_candidates(const Placement& pl, std::int32_t h, const Domain& d, std::vector<CountMove>& out) {
+    const std::int32_t S = pl.shape().slots_per_gpu;
+    const double inf = std::numeric_limits<double>::infinity();
+    out.clear();
+    for (std::int32_t s = first_slot(pl, h); s < first_slot(pl, h) + S; ++s) {
+        const std::int32_t b = pl.expert(s);
+        if (pl.slot_load(s) <= 0.0 || pl.held(b, h) != 1 || !pl.may_grow(b)) continue;
+        const std::size_t first = out.size();
+        for (std::int32_t slot = first_slot(pl, d.first_gpu); slot < first_slot(pl, d.last_gpu); ++slot) {
+            const std::int32_t a = pl.expert(slot), j = pl.gpu_of(slot);
+            if (a == b || j == h || pl.count(a) < 2 || !pl.accepts(b, j) || !pl.may_release(slot)) continue;
+            auto it = std::find_if(out.begin() + first, out.end(), [&](const CountMove& m) { return pl.expert(m.slot) == a; });
+            const double peak = pl.retarget_peak(slot, b, it == out.end() ? inf : it->peak);
+            if (it == out.end())
+                out.push_back(CountMove{slot, b, peak});
+            else if (peak < it->peak)
+                *it = CountMove{slot, b, peak};
+        }
+    }
+}
+
+}  // namespace
+
+std::int32_t search_counts(Placement& pl, const Domain& d, double stop_load, std::int32_t rounds,
+                           std::int32_t max_steps, SearchScratch& scratch) {
+    std::int32_t improved = 0;
+    for (std::int32_t round = 0; round < rounds; ++round) {
+        const double before = domain_max(pl, d);
+        if (before <= stop_load) break;
+        std::vector<CountMove>& moves = scratch.moves;
+        count_candidates(pl, pl.heaviest_gpu(d.first_gpu, d.last_gpu), d, moves);
+        const std::size_t mark = pl.checkpoint();
+        CountMove best;
+        double best_peak = before * (1.0 - kRelativeGain);
+        for (const CountMove& move : moves) {
+            pl.retarget(move.slot, move.expert);
+            improve_placement(pl, d, stop_load, /*count_moves=*/true, max_steps, scratch);
+            const double peak = domain_max(pl, d);
+            if (peak < best_peak) {
+                best_peak = peak;
+                best = move;
+            }
+            pl.rollback(mark);
+        }
+        pl.commit();
+        if (best.slot < 0) break;
+        pl.retarget(best.slot, best.expert);
+        improve_placement(pl, d, stop_load, /*count_moves=*/true, max_steps, scratch);
+        ++improved;
+    }
+    return improved;
+}
+
+namespace {
+
 // Swaps the extra replica in `slot` (GPU g) away, keeping the larger of the two loads lowest.
 bool swap_away(Placement& pl, const Domain& d, std::int32_t slot, std::int32_t g) {
     Swap best;

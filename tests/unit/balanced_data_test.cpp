@@ -118,6 +118,22 @@ TEST(BalancedOnRealData, DecodePlansReachTheBoundOfTheirMode) {
     EXPECT_GE(g.aggregate_gap, 0.998);
 }
 
+// The in-sample target on SGLang's prefill statistics, where 72 of 256 experts carry load: global
+// plans within 0.2 % of W/G over the file (0.9982; 0.9952 before the count search and the
+// proportional repack of sparse layers). No hierarchical plan gets there
+// (tests/bench/exact_optimum.py proves at most 0.9958 of the node-split bound over the file);
+// `balanced` reaches 0.9931 (0.9913 before).
+TEST(BalancedOnRealData, PrefillPlansReachTheTargetWhereAnyPlanCan) {
+    const DataSet d = sglang("prefill_ep16_3500_1500.json", false);
+    const PlanMetrics g =
+        evaluate(rebalance(d.loads, d.topology, mode(PlacementMode::global)), d.loads, d.topology, BoundKind::global);
+    const PlanMetrics h = evaluate(rebalance(d.loads, d.topology, mode(PlacementMode::hierarchical)), d.loads,
+                                   d.topology, BoundKind::hierarchical);
+    EXPECT_GE(g.aggregate_gap, 0.998);
+    EXPECT_GE(h.aggregate_gap, 0.993);
+    EXPECT_EQ(g.total_duplicates + h.total_duplicates, 0);
+}
+
 // Layer 43 of the prefill statistics: three experts carry 28 M of the 35 M tokens of the heaviest
 // node, which has 8 spare slots; tests/bench/exact_optimum.py proves that no hierarchical plan
 // gets its max GPU load below 4,450,432 tokens (0.975 x the node-split bound 4,339,136). Swaps and
@@ -145,7 +161,8 @@ TEST(BalancedOnRealData, SparsePrefillLayersReachTheirProvenOptimum) {
 // (layer 56: 9.1, 5.3 and 4.7 times the mean GPU load), and swaps and count moves stalled 0.7-2 %
 // above the best plans known. The packing search must reach the best plans that
 // `tests/bench/exact_optimum.py SNAPSHOT -t 288/8/4/32 --mode global --layers 52-56
-// --time-limit 40` found (it proves no bound on 32 GPUs, only finds plans).
+// --time-limit 40` found (it proves no bound on 32 GPUs, only finds plans); with the count search
+// and the proportional repack, the plans are 0.6-1.2 % lighter than those.
 TEST(BalancedOnRealData, SparseGlobalPrefillLayersReachTheBestPlansKnown) {
     const std::vector<std::pair<std::int64_t, double>> best{
         {52, 4535744.0}, {53, 3292571.4285714286}, {54, 4508672.0}, {55, 5358592.0}, {56, 3650602.6666666665}};

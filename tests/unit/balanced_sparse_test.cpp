@@ -1,4 +1,6 @@
-// The balanced policy's searches for sparse layers: pair repartitions (balanced_repartition).
+// The balanced policy's searches for sparse layers: pair repartitions (balanced_repartition), the
+// count search (balanced_search: search_counts) and the proportional repack (balanced_fill).
+#include "core/balanced_fill.hpp"
 #include "core/balanced_placement.hpp"
 #include "core/balanced_repartition.hpp"
 #include "core/balanced_search.hpp"
@@ -177,6 +179,53 @@ TEST(BalancedRepartition, AddsNoDuplicateWhereTheTopologyForcesSome) {
     EXPECT_EQ(pl.held(0, 0), 2);
     EXPECT_EQ(pl.held(0, 1), 2);
     EXPECT_EQ(pl.duplicates(), 2);
+}
+
+TEST(BalancedCountSearch, NeverRaisesThePeakAndKeepsThePlanValid) {
+    std::int32_t improved = 0;
+    for (SparseLayer& layer : sparse_layers(23, 30)) {
+        core::Placement& pl = layer.placement;
+        core::SearchScratch scratch;
+        core::improve_placement(pl, pl.domain(0), 0.0, /*count_moves=*/true, 1000, scratch);
+        const double before = pl.max_load();
+        double total = 0.0;
+        for (std::int32_t g = 0; g < kGpus; ++g) total += pl.gpu_load(g);
+        improved += core::search_counts(pl, pl.domain(0), total / kGpus, 50, 1000, scratch) > 0;
+        EXPECT_LE(pl.max_load(), before);
+        EXPECT_EQ(pl.duplicates(), 0);
+        std::int32_t replicas = 0;
+        for (std::int32_t e = 0; e < kExperts; ++e) {
+            EXPECT_GE(pl.count(e), 1);
+            replicas += pl.count(e);
+        }
+        EXPECT_EQ(replicas, kGpus * kSlots);
+    }
+    EXPECT_GT(improved, 0);
+}
+
+TEST(BalancedRepack, GivesTheSpareSlotsToTheHeaviestReplicasAndRestores) {
+    for (SparseLayer& layer : sparse_layers(29, 20)) {
+        core::Placement& pl = layer.placement;
+        std::vector<std::int32_t> before(kGpus * kSlots);
+        for (std::int32_t p = 0; p < kGpus * kSlots; ++p) before[p] = pl.expert(p);
+        core::FillScratch scratch;
+        ASSERT_TRUE(core::repack_proportionally(pl, layer.weight.data(), pl.domain(0), scratch));
+        EXPECT_EQ(pl.duplicates(), 0);
+        // D'Hondt: no replica of a loaded expert that may grow (it has fewer replicas than GPUs) is
+        // heavier than any other's would be with one replica fewer; experts without load keep one.
+        double heaviest = 0.0, lightest_fewer = std::numeric_limits<double>::infinity();
+        for (std::int32_t e = 0; e < kExperts; ++e) {
+            if (layer.weight[e] <= 0.0) {
+                EXPECT_EQ(pl.count(e), 1) << "expert " << e;
+                continue;
+            }
+            if (pl.count(e) < kGpus) heaviest = std::max(heaviest, layer.weight[e] / pl.count(e));
+            if (pl.count(e) >= 2) lightest_fewer = std::min(lightest_fewer, layer.weight[e] / (pl.count(e) - 1));
+        }
+        EXPECT_LE(heaviest, lightest_fewer);
+        core::restore_before_repack(pl, layer.weight.data(), scratch);
+        for (std::int32_t p = 0; p < kGpus * kSlots; ++p) EXPECT_EQ(pl.expert(p), before[p]);
+    }
 }
 
 }  // namespace

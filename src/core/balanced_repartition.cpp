@@ -30,13 +30,22 @@ std::int32_t count_fillers(const Placement& pl, std::int32_t from, std::int32_t 
     std::int32_t fits = 0;
     for (std::int32_t p = from * S; p < (from + 1) * S; ++p) {
         if (!filler_fits(pl, p, to)) continue;
-        bool seen = false;
-        for (std::int32_t q = from * S; q < p && pl.shape().no_duplicates && !seen; ++q)
+        bool seen = false;  // only an expert with two replicas or more can have two here
+        for (std::int32_t q = from * S; q < p && pl.count(pl.expert(p)) > 1 && pl.shape().no_duplicates && !seen; ++q)
             seen = pl.expert(q) == pl.expert(p);
         fits += !seen;
     }
     return fits;
 }
+
+// Set bits of x (without the library call that __builtin_popcount becomes for CPUs without a
+// popcount instruction).
+constexpr std::int32_t bit_count(std::uint32_t x) {
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    return static_cast<std::int32_t>((((x + (x >> 4)) & 0x0F0F0F0Fu) * 0x01010101u) >> 24);
+}
+static_assert(bit_count(0u) == 0 && bit_count(0x3FFu) == 10 && bit_count(0x80000001u) == 2);
 
 // The rules of one pair's splits as bit masks over the pooled slots.
 struct SplitRules {
@@ -57,12 +66,12 @@ struct SplitRules {
     bool allow(std::uint32_t on_h, std::int32_t n) const {
         if ((on_h & keep_h) != keep_h || (on_h & keep_j) != 0) return false;
         for (std::int32_t t = 0; t < num_shared; ++t) {
-            const std::int32_t ends_h = __builtin_popcount(on_h & shared[t].slots);
-            if (ends_h > shared[t].most_h || __builtin_popcount(shared[t].slots) - ends_h > shared[t].most_j) return false;
+            const std::int32_t ends_h = bit_count(on_h & shared[t].slots);
+            if (ends_h > shared[t].most_h || bit_count(shared[t].slots) - ends_h > shared[t].most_j) return false;
         }
-        const std::int32_t on_h_count = __builtin_popcount(on_h);
+        const std::int32_t on_h_count = bit_count(on_h);
         if (on_h_count > slots_per_gpu || n - on_h_count > slots_per_gpu) return false;
-        const std::int32_t to_h = __builtin_popcount(on_h & ~of_h), to_j = __builtin_popcount(~on_h & of_h);
+        const std::int32_t to_h = bit_count(on_h & ~of_h), to_j = bit_count(~on_h & of_h);
         return to_h - to_j <= fillers_h && to_j - to_h <= fillers_j;
     }
 };
@@ -77,7 +86,7 @@ void shared_experts(const Placement& pl, const Repartition& r, SplitRules& rules
         for (std::int32_t k = i; k < r.n; ++k)
             if (pl.expert(r.slot[k]) == e) group.slots |= 1u << k;
         seen |= group.slots;
-        if (__builtin_popcount(group.slots) < 2) continue;
+        if (bit_count(group.slots) < 2) continue;
         group.most_h = std::max(1, pl.held(e, r.h));
         group.most_j = std::max(1, pl.held(e, r.j));
         rules.shared[rules.num_shared++] = group;
@@ -99,7 +108,7 @@ SplitRules split_rules(const Placement& pl, const Repartition& r, std::int32_t f
     return rules;
 }
 
-// Load of the slots whose bit is set, summed in slot order (as the Placement would).
+// Load of the pooled slots whose bit is set, summed in slot order (as the Placement would).
 double load_on(const Placement& pl, const Repartition& r, std::uint32_t on_h) {
     double load = 0.0;
     for (std::int32_t i = 0; i < r.n; ++i)
@@ -107,32 +116,70 @@ double load_on(const Placement& pl, const Repartition& r, std::uint32_t on_h) {
     return load;
 }
 
-// Every split of pair r in Gray-code order (one slot changes sides per step, so the load on h
-// is updated in O(1)); keeps the first split whose larger load is below best.peak.
-void scan_splits(const Placement& pl, Repartition r, std::int32_t from_h, Repartition& best) {
-    double total = 0.0, largest = 0.0;
-    for (std::int32_t i = 0; i < r.n; ++i) {
-        total += pl.slot_load(r.slot[i]);
-        largest = std::max(largest, pl.slot_load(r.slot[i]));
+// The loads of the subsets of `count` slots: sums[m] = sum over the bits i of m of the load of
+// slots[i] (m < 2^count).
+void subset_loads(const Placement& pl, const std::int32_t* slots, std::int32_t count, double* sums) {
+    sums[0] = 0.0;
+    for (std::uint32_t m = 1; m < (1u << count); ++m)
+        sums[m] = sums[m & (m - 1)] + pl.slot_load(slots[__builtin_ctz(m)]);
+}
+
+// The subsets of h's loaded slots, as the part of them that stays on h, by load (ascending;
+// lower mask on ties). Filled once per best_repartition call, for the first pair it scans.
+struct KeptSubsets {
+    struct Subset {
+        double load;
+        std::uint32_t mask;
+        bool operator<(const Subset& o) const { return load < o.load || (load == o.load && mask < o.mask); }
+    };
+    std::int32_t count = -1;  // -1 until filled
+    double total = 0.0;       // load of all of h's loaded slots
+    Subset by_load[1u << kRepartitionItems];  // left uninitialised until filled
+
+    void fill(const Placement& pl, const std::int32_t* slots, std::int32_t n) {
+        double sums[1u << kRepartitionItems];
+        subset_loads(pl, slots, n, sums);
+        for (std::uint32_t m = 0; m < (1u << n); ++m) by_load[m] = Subset{sums[m], m};
+        std::sort(by_load, by_load + (1u << n));
+        count = n;
+        total = sums[(1u << n) - 1];
     }
+};
+
+// Every split of pair r, met in the middle: for each subset of j's loaded slots moving to h, the
+// subsets of h's that may stay with it form a range of KeptSubsets::by_load (the load on h must
+// leave both GPUs below best.peak). Keeps the first split found whose larger load is below
+// best.peak (j's subsets by mask, then h's by load).
+void scan_splits(const Placement& pl, Repartition r, std::int32_t from_h, KeptSubsets& kept, Repartition& best) {
+    double largest = 0.0;
+    for (std::int32_t i = 0; i < r.n; ++i) largest = std::max(largest, pl.slot_load(r.slot[i]));
     if (largest >= best.peak) return;  // its GPU keeps at least that much
-    const SplitRules rules = split_rules(pl, r, from_h);
-    std::uint32_t on_h = 0;
-    double load_h = 0.0;
-    for (std::uint32_t step = 0; step < (1u << r.n); ++step) {
-        if (step > 0) {
-            const std::int32_t bit = __builtin_ctz(step);
-            on_h ^= 1u << bit;
-            load_h += (on_h >> bit & 1u) ? pl.slot_load(r.slot[bit]) : -pl.slot_load(r.slot[bit]);
+    if (kept.count < 0) kept.fill(pl, r.slot, from_h);
+    const std::int32_t from_j = r.n - from_h;
+    double moved[1u << kRepartitionItems];
+    subset_loads(pl, r.slot + from_h, from_j, moved);
+    const double total = kept.total + moved[(1u << from_j) - 1];
+    const KeptSubsets::Subset* begin = kept.by_load;
+    const KeptSubsets::Subset* end = begin + (1u << from_h);
+    SplitRules rules;
+    bool have_rules = false;
+    for (std::uint32_t to_h = 0; to_h < (1u << from_j); ++to_h) {
+        // A margin over the subset sums' rounding; the exact loads decide.
+        const double margin = best.peak * (1.0 + 1e-9);
+        const double low = total - margin - moved[to_h], high = margin - moved[to_h];
+        const KeptSubsets::Subset* it = std::upper_bound(begin, end, KeptSubsets::Subset{low, ~0u});
+        for (; it != end && it->load < high; ++it) {
+            const double on_h_load = it->load + moved[to_h];
+            if (std::max(on_h_load, total - on_h_load) >= best.peak * (1.0 + 1e-9)) continue;
+            const std::uint32_t on_h = it->mask | to_h << from_h;
+            if (!have_rules) rules = split_rules(pl, r, from_h), have_rules = true;
+            if (!rules.allow(on_h, r.n)) continue;
+            const double peak = std::max(load_on(pl, r, on_h), load_on(pl, r, ~on_h & ((1u << r.n) - 1)));
+            if (peak >= best.peak) continue;
+            r.on_h = on_h;
+            r.peak = peak;
+            best = r;
         }
-        // A margin over the running sum's rounding; the exact loads decide.
-        if (std::max(load_h, total - load_h) >= best.peak * (1.0 + 1e-9) || !rules.allow(on_h, r.n)) continue;
-        const double exact_h = load_on(pl, r, on_h);
-        const double peak = std::max(exact_h, total - exact_h);
-        if (peak >= best.peak) continue;
-        r.on_h = on_h;
-        r.peak = peak;
-        best = r;
     }
 }
 
@@ -167,6 +214,7 @@ Repartition best_repartition(const Placement& pl, std::int32_t h, const std::vec
     r.h = h;
     const std::int32_t from_h = pool_loaded_slots(pl, h, r.slot, 0);
     if (from_h < 0) return best;
+    KeptSubsets kept;
     const double load_h = pl.gpu_load(h);
     for (const std::int32_t j : gpus) {
         if (0.5 * (load_h + pl.gpu_load(j)) >= best.peak) break;
@@ -174,7 +222,7 @@ Repartition best_repartition(const Placement& pl, std::int32_t h, const std::vec
         r.j = j;
         r.n = pool_loaded_slots(pl, j, r.slot, from_h);
         if (r.n < 0) continue;
-        scan_splits(pl, r, from_h, best);
+        scan_splits(pl, r, from_h, kept, best);
     }
     return best;
 }

@@ -41,7 +41,8 @@ struct Repartition {
 /// new one (Placement::may_host), it puts no more replicas of an expert on a GPU than one or than
 /// the GPU holds already (unless duplicates are allowed), and each GPU has slots without load enough (whose experts its partner
 /// accepts) for the loaded replicas it gives away. Pairs with more than kRepartitionItems loaded
-/// slots are skipped. Among equal peaks the first split in Gray-code order wins.
+/// slots are skipped. Among equal peaks the first split found wins (partners in `gpus` order, then
+/// the subsets of j's slots that go to h by mask, then those of h's that stay by load).
 Repartition best_repartition(const Placement& placement, std::int32_t h, const std::vector<std::int32_t>& gpus,
                              double limit);
 

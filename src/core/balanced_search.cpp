@@ -725,6 +725,14 @@ std::int32_t flatten_placement(Placement& pl, const Domain& d, SearchScratch& sc
     return steps;
 }
 
+// Applies a count move, then the local search with count moves; returns the domain's new peak.
+double search_after(Placement& pl, const Domain& d, const CountMove& move, double stop_load, std::int32_t max_steps,
+                    SearchScratch& scratch) {
+    pl.retarget(move.slot, move.expert);
+    improve_placement(pl, d, stop_load, /*count_moves=*/true, max_steps, scratch);
+    return domain_max(pl, d);
+}
+
 }  // namespace
 
 std::int32_t escape_local_optimum(Placement& pl, const Domain& d, double stop_load, std::int32_t rounds,
@@ -740,9 +748,7 @@ std::int32_t escape_local_optimum(Placement& pl, const Domain& d, double stop_lo
         if (moves.size() > static_cast<std::size_t>(kTrials)) moves.resize(static_cast<std::size_t>(kTrials));
         const std::size_t mark = pl.checkpoint();
         for (const CountMove& move : moves) {
-            pl.retarget(move.slot, move.expert);
-            improve_placement(pl, d, stop_load, /*count_moves=*/true, max_steps, scratch);
-            if (domain_max(pl, d) < before * (1.0 - kRelativeGain)) {
+            if (search_after(pl, d, move, stop_load, max_steps, scratch) < before * (1.0 - kRelativeGain)) {
                 kept = true;
                 break;
             }
@@ -800,9 +806,7 @@ std::int32_t search_counts(Placement& pl, const Domain& d, double stop_load, std
         CountMove best;
         double best_peak = before * (1.0 - kRelativeGain);
         for (const CountMove& move : moves) {
-            pl.retarget(move.slot, move.expert);
-            improve_placement(pl, d, stop_load, /*count_moves=*/true, max_steps, scratch);
-            const double peak = domain_max(pl, d);
+            const double peak = search_after(pl, d, move, stop_load, max_steps, scratch);
             if (peak < best_peak) {
                 best_peak = peak;
                 best = move;
@@ -811,8 +815,7 @@ std::int32_t search_counts(Placement& pl, const Domain& d, double stop_load, std
         }
         pl.commit();
         if (best.slot < 0) break;
-        pl.retarget(best.slot, best.expert);
-        improve_placement(pl, d, stop_load, /*count_moves=*/true, max_steps, scratch);
+        search_after(pl, d, best, stop_load, max_steps, scratch);
         ++improved;
     }
     return improved;

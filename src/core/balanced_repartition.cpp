@@ -19,8 +19,7 @@ std::int32_t pool_loaded_slots(const Placement& pl, std::int32_t g, std::int32_t
 
 // True when the slot without load `p` may go to GPU `to` in exchange for a loaded replica.
 bool filler_fits(const Placement& pl, std::int32_t p, std::int32_t to) {
-    return pl.slot_load(p) <= 0.0 && pl.may_host(p, to) &&
-           !(pl.shape().no_duplicates && pl.held(pl.expert(p), to) > 0);
+    return pl.slot_load(p) <= 0.0 && pl.may_host(p, to) && !(pl.shape().no_duplicates && pl.held(pl.expert(p), to) > 0);
 }
 
 // Slots without load of GPU `from` that may go to GPU `to` together: without duplicates, one per
@@ -132,8 +131,8 @@ struct KeptSubsets {
         std::uint32_t mask;
         bool operator<(const Subset& o) const { return load < o.load || (load == o.load && mask < o.mask); }
     };
-    std::int32_t count = -1;  // -1 until filled
-    double total = 0.0;       // load of all of h's loaded slots
+    std::int32_t count = -1;                  // -1 until filled
+    double total = 0.0;                       // load of all of h's loaded slots
     Subset by_load[1u << kRepartitionItems];  // left uninitialised until filled
 
     void fill(const Placement& pl, const std::int32_t* slots, std::int32_t n) {
@@ -206,8 +205,7 @@ bool repartition_covers(const Placement& pl, std::int32_t h, std::int32_t j) {
     return loaded_slots(pl, h) + loaded_slots(pl, j) <= kRepartitionItems;
 }
 
-Repartition best_repartition(const Placement& pl, std::int32_t h, const std::vector<std::int32_t>& gpus,
-                             double limit) {
+Repartition best_repartition(const Placement& pl, std::int32_t h, const std::vector<std::int32_t>& gpus, double limit) {
     Repartition best;
     best.peak = limit;
     Repartition r;

@@ -15,13 +15,14 @@
 
 namespace eplb::core {
 
-/// Loaded slots of a GPU pair a repartition pools at most: 2^10 splits per pair.
+/// Loaded slots of a GPU pair a repartition pools at most (2^10 splits).
 inline constexpr std::int32_t kRepartitionItems = 10;
 
 /// Whether the local search repartitions pairs of GPUs in the placement's mode: hierarchical and
 /// global plans. Relaxed plans keep swaps, exchanges of two slots and count moves: with
 /// repartitions their balance on the next window fell on both recorded series (DS-V2-Lite and
-/// OLMoE) and their in-sample balance did not rise.
+/// OLMoE) and their in-sample balance hardly moved (prefill statistics 0.9712 to 0.9719 of W/G,
+/// DS-V2-Lite 0.9973 to 0.9972, OLMoE 0.9978 to 0.9971).
 inline bool repartitions_allowed(const Placement& placement) {
     return placement.shape().mode != PlacementMode::relaxed;
 }
@@ -39,10 +40,10 @@ struct Repartition {
 /// a pair's loads reaches the best peak found) whose larger new load is lowest and below `limit`
 /// (j = -1 when none is). A split is allowed when every slot that changes GPU may live on its
 /// new one (Placement::may_host), it puts no more replicas of an expert on a GPU than one or than
-/// the GPU holds already (unless duplicates are allowed), and each GPU has slots without load enough (whose experts its partner
-/// accepts) for the loaded replicas it gives away. Pairs with more than kRepartitionItems loaded
-/// slots are skipped. Among equal peaks the first split found wins (partners in `gpus` order, then
-/// the subsets of j's slots that go to h by mask, then those of h's that stay by load).
+/// the GPU holds already (unless duplicates are allowed), and each GPU has enough slots without
+/// load (whose experts its partner accepts) for the loaded replicas it gives away. Pairs with more
+/// than kRepartitionItems loaded slots are skipped. Among equal peaks the first split found wins (partners in `gpus`
+/// order, then the subsets of j's slots that go to h by mask, then those of h's that stay by load).
 Repartition best_repartition(const Placement& placement, std::int32_t h, const std::vector<std::int32_t>& gpus,
                              double limit);
 

@@ -782,7 +782,8 @@ void count_candidates(const Placement& pl, std::int32_t h, const Domain& d, std:
         for (std::int32_t slot = first_slot(pl, d.first_gpu); slot < first_slot(pl, d.last_gpu); ++slot) {
             const std::int32_t a = pl.expert(slot), j = pl.gpu_of(slot);
             if (a == b || j == h || pl.count(a) < 2 || !pl.accepts(b, j) || !pl.may_release(slot)) continue;
-            auto it = std::find_if(out.begin() + first, out.end(), [&](const CountMove& m) { return pl.expert(m.slot) == a; });
+            auto it = std::find_if(out.begin() + first, out.end(),
+                                   [&](const CountMove& m) { return pl.expert(m.slot) == a; });
             const double peak = pl.retarget_peak(slot, b, it == out.end() ? inf : it->peak);
             if (it == out.end())
                 out.push_back(CountMove{slot, b, peak});

@@ -122,8 +122,7 @@ TEST(BalancedRepartition, FindsTheLightestSplitOfTwoGpusAndAppliesIt) {
             if (j == h || !core::repartition_covers(pl, h, j)) continue;
             ++pairs;
             const double expected = lightest_split(pl, h, j);
-            const core::Repartition split =
-                core::best_repartition(pl, h, {j}, std::numeric_limits<double>::infinity());
+            const core::Repartition split = core::best_repartition(pl, h, {j}, std::numeric_limits<double>::infinity());
             ASSERT_EQ(split.j, j);
             EXPECT_NEAR(split.peak, expected, expected * 1e-12) << "GPUs " << h << ", " << j;
             core::Placement after = pl;

@@ -22,6 +22,11 @@ constexpr std::int32_t kEscapeRounds = 6;
 // The count search on a sparse domain stops after this many improving rounds (on SGLang's
 // prefill statistics it takes at most 12).
 constexpr std::int32_t kCountRounds = 50;
+// Changes of the local search after each count move the count search tries. On the prefill
+// statistics with 128 GPUs (512/8/8/128, global) 64 give 0.9942 of W/G in 14 s for the 58 layers,
+// against 0.9941 in 34 s without a limit (and 0.979 in 0.23 s without the count search); on 16
+// and 32 GPUs the plans are those without a limit.
+constexpr std::int32_t kCountLookahead = 64;
 // Targets tried by pack_to_target (the floor, then a bisection).
 constexpr std::int32_t kTargetSteps = 10;
 
@@ -146,14 +151,14 @@ void BalancedPlanner::improve(const double* weight, double reference) {
 // two results is kept (the first on ties).
 void BalancedPlanner::search_sparse_domain(const double* weight, const Domain& d, double stop) {
     const std::int32_t max_steps = search_steps();
-    search_counts(placement_, d, stop, kCountRounds, max_steps, scratch_);
+    search_counts(placement_, d, stop, kCountRounds, kCountLookahead, max_steps, scratch_);
     const double kept = domain_max(placement_, d);
     if (kept <= stop * (1.0 + kEscapeAbove) || !repack_proportionally(placement_, weight, d, fill_scratch_)) return;
     // Swaps only before the count search: greedy count moves would first undo the repack's counts
     // (on layer 56 of the prefill statistics they left it 0.1 % above the plan kept, against 0.7 %
     // below it without them).
     improve_placement(placement_, d, stop, /*count_moves=*/false, max_steps, scratch_);
-    search_counts(placement_, d, stop, kCountRounds, max_steps, scratch_);
+    search_counts(placement_, d, stop, kCountRounds, kCountLookahead, max_steps, scratch_);
     if (!(domain_max(placement_, d) < kept)) restore_before_repack(placement_, weight, fill_scratch_);
 }
 

@@ -796,7 +796,7 @@ void count_candidates(const Placement& pl, std::int32_t h, const Domain& d, std:
 }  // namespace
 
 std::int32_t search_counts(Placement& pl, const Domain& d, double stop_load, std::int32_t rounds,
-                           std::int32_t max_steps, SearchScratch& scratch) {
+                           std::int32_t lookahead_steps, std::int32_t max_steps, SearchScratch& scratch) {
     std::int32_t improved = 0;
     for (std::int32_t round = 0; round < rounds; ++round) {
         const double before = domain_max(pl, d);
@@ -807,7 +807,7 @@ std::int32_t search_counts(Placement& pl, const Domain& d, double stop_load, std
         CountMove best;
         double best_peak = before * (1.0 - kRelativeGain);
         for (const CountMove& move : moves) {
-            const double peak = search_after(pl, d, move, stop_load, max_steps, scratch);
+            const double peak = search_after(pl, d, move, stop_load, std::min(lookahead_steps, max_steps), scratch);
             if (peak < best_peak) {
                 best_peak = peak;
                 best = move;
@@ -816,7 +816,7 @@ std::int32_t search_counts(Placement& pl, const Domain& d, double stop_load, std
         }
         pl.commit();
         if (best.slot < 0) break;
-        search_after(pl, d, best, stop_load, max_steps, scratch);
+        search_after(pl, d, best, stop_load, max_steps, scratch);  // lands at or below best_peak
         ++improved;
     }
     return improved;

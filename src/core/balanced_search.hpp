@@ -87,13 +87,14 @@ std::int32_t escape_local_optimum(Placement& placement, const Domain& domain, do
 /// Count search on a sparse domain, for when escape_local_optimum is stuck above `stop_load`:
 /// for up to `rounds` rounds, tries every count move that gives an expert b of the heaviest GPU
 /// another replica in a slot of an expert a with two replicas or more (one slot per pair (b, a),
-/// the one whose change keeps the loads it touches lowest), each followed by improve_placement
-/// (with count moves), and keeps the one whose domain peak ends lowest (the first on ties) when
-/// that is below the peak before. Each candidate costs a local search, so it is for sparse domains
-/// (a few loaded replicas per GPU), where few experts have two replicas. Returns the rounds that
-/// improved.
+/// the one whose change keeps the loads it touches lowest), each followed by at most
+/// `lookahead_steps` changes of improve_placement (with count moves), and applies the one whose
+/// domain peak ends lowest (the first on ties) when that is below the peak before, followed by up
+/// to `max_steps` changes (which only lower it further). Each candidate costs a local search, so
+/// it is for sparse domains (a few loaded replicas per GPU), where few experts have two replicas.
+/// Returns the rounds that improved.
 std::int32_t search_counts(Placement& placement, const Domain& domain, double stop_load, std::int32_t rounds,
-                           std::int32_t max_steps, SearchScratch& scratch);
+                           std::int32_t lookahead_steps, std::int32_t max_steps, SearchScratch& scratch);
 
 /// With two windows or more: swaps that lower the sum over the history windows of the largest
 /// GPU share, sum_t max_g L_t(g) / W_t, where L_t(g) = sum over g's slots of w_t(e) / c_e and W_t

@@ -189,7 +189,7 @@ TEST(BalancedCountSearch, NeverRaisesThePeakAndKeepsThePlanValid) {
         const double before = pl.max_load();
         double total = 0.0;
         for (std::int32_t g = 0; g < kGpus; ++g) total += pl.gpu_load(g);
-        improved += core::search_counts(pl, pl.domain(0), total / kGpus, 50, 1000, scratch) > 0;
+        improved += core::search_counts(pl, pl.domain(0), total / kGpus, 50, 64, 1000, scratch) > 0;
         EXPECT_LE(pl.max_load(), before);
         EXPECT_EQ(pl.duplicates(), 0);
         std::int32_t replicas = 0;

@@ -30,6 +30,12 @@ constexpr std::int32_t kCountLookahead = 64;
 // Targets tried by pack_to_target (the floor, then a bisection).
 constexpr std::int32_t kTargetSteps = 10;
 
+// True when the domain's peak is still more than kEscapeAbove above `stop`, where its local
+// search stops.
+bool stalled(const Placement& pl, const Domain& d, double stop) {
+    return domain_max(pl, d) > stop * (1.0 + kEscapeAbove);
+}
+
 }  // namespace
 
 BalancedPlanner::BalancedPlanner(const Topology& t, std::int64_t E, const PlanOptions& options)
@@ -136,12 +142,12 @@ void BalancedPlanner::improve(const double* weight, double reference) {
         const double peak = domain_max(placement_, d);
         if (peak > stop_[k] * (1.0 + kEscapeAbove) || peak > reference)
             escape_local_optimum(placement_, d, stop_[k], kEscapeRounds, max_steps, scratch_);
-        // Sparse domains: a packing built for a target below the stalled peak.
-        if (domain_max(placement_, d) > stop_[k] * (1.0 + kEscapeAbove) && sparse_domain(placement_, d) &&
-            pack_to_target(placement_, weight, d, stop_[k], kTargetSteps, fill_scratch_))
+        // Sparse domains still that far above: a packing built for a target below the stalled
+        // peak, then (hierarchical and global plans) the count search.
+        if (!stalled(placement_, d, stop_[k]) || !sparse_domain(placement_, d)) continue;
+        if (pack_to_target(placement_, weight, d, stop_[k], kTargetSteps, fill_scratch_))
             improve_placement(placement_, d, stop_[k], /*count_moves=*/true, max_steps, scratch_);
-        if (shape_.mode != PlacementMode::relaxed && domain_max(placement_, d) > stop_[k] * (1.0 + kEscapeAbove) &&
-            sparse_domain(placement_, d))
+        if (shape_.mode != PlacementMode::relaxed && stalled(placement_, d, stop_[k]))
             search_sparse_domain(weight, d, stop_[k]);
     }
 }
@@ -152,8 +158,9 @@ void BalancedPlanner::improve(const double* weight, double reference) {
 void BalancedPlanner::search_sparse_domain(const double* weight, const Domain& d, double stop) {
     const std::int32_t max_steps = search_steps();
     search_counts(placement_, d, stop, kCountRounds, kCountLookahead, max_steps, scratch_);
+    if (!stalled(placement_, d, stop)) return;
     const double kept = domain_max(placement_, d);
-    if (kept <= stop * (1.0 + kEscapeAbove) || !repack_proportionally(placement_, weight, d, fill_scratch_)) return;
+    if (!repack_proportionally(placement_, weight, d, fill_scratch_)) return;
     // Swaps only before the count search: greedy count moves would first undo the repack's counts
     // (on layer 56 of the prefill statistics they left it 0.1 % above the plan kept, against 0.7 %
     // below it without them).

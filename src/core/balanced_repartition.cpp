@@ -191,18 +191,13 @@ void swap_with_fillers(Placement& pl, const std::int32_t* leaving, std::int32_t 
         if (filler_fits(pl, p, from)) pl.swap_slots(leaving[k++], p);
 }
 
-// Loaded slots of GPU g.
-std::int32_t loaded_slots(const Placement& pl, std::int32_t g) {
-    const std::int32_t S = pl.shape().slots_per_gpu;
-    std::int32_t n = 0;
-    for (std::int32_t p = g * S; p < (g + 1) * S; ++p) n += pl.slot_load(p) > 0.0;
-    return n;
-}
 
 }  // namespace
 
 bool repartition_covers(const Placement& pl, std::int32_t h, std::int32_t j) {
-    return loaded_slots(pl, h) + loaded_slots(pl, j) <= kRepartitionItems;
+    std::int32_t slots[kRepartitionItems];
+    const std::int32_t from_h = pool_loaded_slots(pl, h, slots, 0);
+    return from_h >= 0 && pool_loaded_slots(pl, j, slots, from_h) >= 0;
 }
 
 Repartition best_repartition(const Placement& pl, std::int32_t h, const std::vector<std::int32_t>& gpus, double limit) {

@@ -67,6 +67,16 @@ std::vector<SparseLayer> sparse_layers(std::uint64_t seed, std::int64_t layers) 
     return out;
 }
 
+// sparse_layers after the local search (improve_placement down to the mean, with or without
+// count moves): where the repartitions have done their work.
+std::vector<SparseLayer> searched_layers(std::uint64_t seed, std::int64_t layers, bool count_moves) {
+    std::vector<SparseLayer> out = sparse_layers(seed, layers);
+    core::SearchScratch scratch;
+    for (SparseLayer& layer : out)
+        core::improve_placement(layer.placement, layer.placement.domain(0), 0.0, count_moves, 1000, scratch);
+    return out;
+}
+
 std::vector<std::int32_t> slots_of(std::int32_t gpu, bool loaded, const core::Placement& pl) {
     std::vector<std::int32_t> out;
     for (std::int32_t p = gpu * kSlots; p < (gpu + 1) * kSlots; ++p)
@@ -144,10 +154,8 @@ TEST(BalancedRepartition, FindsTheLightestSplitOfTwoGpusAndAppliesIt) {
 
 TEST(BalancedRepartition, LeavesNoSplitOfTheHeaviestGpuThatLowersItAfterTheLocalSearch) {
     std::int32_t checked = 0;
-    for (SparseLayer& layer : sparse_layers(7, 40)) {
-        core::Placement& pl = layer.placement;
-        core::SearchScratch scratch;
-        core::improve_placement(pl, pl.domain(0), 0.0, /*count_moves=*/false, 1000, scratch);
+    for (SparseLayer& layer : searched_layers(7, 40, /*count_moves=*/false)) {
+        const core::Placement& pl = layer.placement;
         const std::int32_t h = pl.heaviest_gpu(0, kGpus);
         for (std::int32_t j = 0; j < kGpus; ++j) {
             if (j == h || !core::repartition_covers(pl, h, j)) continue;
@@ -182,10 +190,9 @@ TEST(BalancedRepartition, AddsNoDuplicateWhereTheTopologyForcesSome) {
 
 TEST(BalancedCountSearch, NeverRaisesThePeakAndKeepsThePlanValid) {
     std::int32_t improved = 0;
-    for (SparseLayer& layer : sparse_layers(23, 30)) {
+    core::SearchScratch scratch;
+    for (SparseLayer& layer : searched_layers(23, 30, /*count_moves=*/true)) {
         core::Placement& pl = layer.placement;
-        core::SearchScratch scratch;
-        core::improve_placement(pl, pl.domain(0), 0.0, /*count_moves=*/true, 1000, scratch);
         const double before = pl.max_load();
         double total = 0.0;
         for (std::int32_t g = 0; g < kGpus; ++g) total += pl.gpu_load(g);

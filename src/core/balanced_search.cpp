@@ -6,7 +6,6 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
-#include <numeric>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -618,8 +617,14 @@ void scan_expected_pair_avx2(const Placement& pl, WindowScratch& s, const Expect
 }  // namespace
 
 void expected_next_loads(const double* w, std::int32_t E, double persistence, double* m) {
-    const double mean = std::accumulate(w, w + E, 0.0) / static_cast<double>(E);
-    for (std::int32_t e = 0; e < E; ++e) m[e] = persistence * w[e] + (1.0 - persistence) * mean;
+    // Four running sums, so that the additions do not wait on each other.
+    double sum[4] = {0.0, 0.0, 0.0, 0.0};
+    std::int32_t e = 0;
+    for (; e + 4 <= E; e += 4)
+        for (std::int32_t k = 0; k < 4; ++k) sum[k] += w[e + k];
+    for (; e < E; ++e) sum[0] += w[e];
+    const double mean = ((sum[0] + sum[1]) + (sum[2] + sum[3])) / static_cast<double>(E);
+    for (e = 0; e < E; ++e) m[e] = persistence * w[e] + (1.0 - persistence) * mean;
 }
 
 std::int32_t lower_expected_peak(Placement& pl, const double* expected, double cap, std::int32_t max_steps,

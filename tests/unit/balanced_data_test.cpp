@@ -119,7 +119,7 @@ TEST(BalancedOnRealData, DecodePlansReachTheBoundOfTheirMode) {
 }
 
 // The in-sample target on SGLang's prefill statistics, where 72 of 256 experts carry load: global
-// plans within 0.2 % of W/G over the file (0.9981; 0.9952 before the count search and the
+// plans within 0.2 % of W/G over the file (0.9982; 0.9952 before the count search and the
 // proportional repack of sparse layers). No hierarchical plan gets there
 // (tests/bench/exact_optimum.py proves at most 0.9958 of the node-split bound over the file);
 // `balanced` reaches 0.9931 (0.9913 before).

@@ -151,8 +151,8 @@ TEST(Balanced, AllowDuplicatesGivesValidPlansNeverAboveDeepseek) {
 
 // The in-sample target on synthetic DeepSeek-V3 windows: within 0.2 % of the bound of the mode,
 // window by window. The iterated local search is what gets hierarchical plans there (0.9954 of
-// the node-split bound over the series without it, 0.9991 with it); it now stops once the node
-// holding the peak is within 0.2 % of its mean.
+// the node-split bound over the series without it, 0.9991 with it); on these dense nodes it stops
+// once the node holding the peak is within 0.2 % of its mean.
 TEST(Balanced, SyntheticWindowsReachTheInSampleTarget) {
     test::SeriesShape shape;
     shape.windows = 4;
@@ -160,7 +160,8 @@ TEST(Balanced, SyntheticWindowsReachTheInSampleTarget) {
     const Topology t{288, 8, 4, 32};
     for (std::int64_t i = 0; i < shape.windows; ++i) {
         const at::Tensor w = series[i];
-        const PlanMetrics h = evaluate(rebalance(w, t, balanced(PlacementMode::hierarchical)), w, t, BoundKind::hierarchical);
+        const PlanMetrics h =
+            evaluate(rebalance(w, t, balanced(PlacementMode::hierarchical)), w, t, BoundKind::hierarchical);
         const PlanMetrics g = evaluate(rebalance(w, t, balanced(PlacementMode::global)), w, t, BoundKind::global);
         EXPECT_GE(h.aggregate_gap, 0.998) << "window " << i;
         EXPECT_GE(g.aggregate_gap, 0.998) << "window " << i;

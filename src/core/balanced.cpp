@@ -114,7 +114,8 @@ void BalancedPlanner::repair_and_improve(const double* weight, RepairOrder order
 // the largest domain mean, below which the layer's peak cannot go);
 // then (b) iterated local search (count-move perturbations followed by swaps) on the domain
 // holding the layer's heaviest GPU only (the others cannot change the layer's peak) when it is
-// more than kEscapeAbove above its mean or above the reference, and where that domain is sparse
+// more than kEscapeAbove above its mean or above the reference (a dense domain down to within
+// kEscapeAbove of its mean, a sparse one down to its mean), and where that domain is sparse
 // and still that far above, (c) packing to a target (balanced_fill) and (d) in hierarchical and
 // global plans, the count search (search_sparse_domain); each domain at most once.
 void BalancedPlanner::improve(const double* weight, double reference) {

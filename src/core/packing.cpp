@@ -4,9 +4,9 @@
 #include "packing_lockstep.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
-
 
 namespace eplb::core {
 namespace {
@@ -20,15 +20,17 @@ void identity_packing(const PackRows& r) {
 
 // ---- the greedy shared by both packers (packing_lockstep.hpp) ---------------------------
 
-// Lane operations on one row's pack loads `l` (m <= 8 packs padded to 8 with +inf, or any m):
-// `first_min` returns the lowest pack holding the minimum, `add` adds `value` to pack p.
+std::atomic<bool> vector_packing_allowed{true};
 
-// Any number of packs, plain loops.
+// Lane operations on one row's pack loads `l` (m packs padded with +inf to `width`, a multiple of
+// 8): `first_min` returns the lowest pack holding the minimum, `add` adds `value` to pack p.
+
+// Any width, plain loops.
 template <typename Acc>
 struct AnyWidthLanes {
-    static std::int32_t first_min(const Acc* l, std::int32_t m) {
+    static std::int32_t first_min(const Acc* l, std::int32_t width) {
         std::int32_t best = 0;
-        for (std::int32_t p = 1; p < m; ++p) best = l[p] < l[best] ? p : best;
+        for (std::int32_t p = 1; p < width; ++p) best = l[p] < l[best] ? p : best;
         return best;
     }
     static void add(Acc* l, std::int32_t p, Acc value) { l[p] += value; }
@@ -81,12 +83,13 @@ void greedy_rows_checked(const PackRows& r, Acc* load, std::int32_t* count) {
 
 template <typename Acc>
 void greedy_packing(const PackRows& r, std::vector<Acc>& load, std::vector<std::int32_t>& count) {
-    const std::int32_t width = r.m <= kLockstepLanes ? kLockstepLanes : r.m;
+    const std::int32_t width = lockstep_width(r.m);
     load.resize(static_cast<std::size_t>(r.rows * width));
     count.resize(static_cast<std::size_t>(r.rows * width));
     if (!loads_stay_finite<Acc>(r)) return greedy_rows_checked(r, load.data(), count.data());
+    if (vector_packing_allowed.load(std::memory_order_relaxed) && greedy_packing_avx2(r, width, load.data(), count.data()))
+        return;
     if (width != kLockstepLanes) return greedy_lockstep<Acc, AnyWidthLanes<Acc>>(r, width, load.data(), count.data());
-    if (greedy_packing_avx2(r, load.data(), count.data())) return;
     greedy_lockstep<Acc, Tournament8Lanes<Acc>>(r, kLockstepLanes, load.data(), count.data());
 }
 
@@ -254,5 +257,7 @@ void capacity_packing(const float* weight, std::int32_t n, std::int32_t m, std::
                       PackScratch& s, PackOut out) {
     capacity_packing(single_row(weight, n, m, s, out), refine_steps, s);
 }
+
+void allow_vector_packing(bool allowed) { vector_packing_allowed.store(allowed, std::memory_order_relaxed); }
 
 }  // namespace eplb::core

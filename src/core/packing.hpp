@@ -50,4 +50,8 @@ void balanced_packing(const float* weight, std::int32_t n, std::int32_t m, PackS
 void capacity_packing(const float* weight, std::int32_t n, std::int32_t m, std::int32_t refine_steps,
                       PackScratch& scratch, PackOut out);
 
+/// Whether the greedy may use its AVX2 lane operations on CPUs that have them (default true).
+/// Both give the same packs; the switch lets a test compare them.
+void allow_vector_packing(bool allowed);
+
 }  // namespace eplb::core

@@ -1,7 +1,8 @@
 // The greedy packing loop compiled for AVX2 (this file alone is built with -mavx2; it is called
 // only after a run-time check). Eight pack loads of a row sit in one register (float) or two
-// (double). Nothing here but the loop and its lane operations, so that no AVX2 code can stand in
-// for a shared inline function elsewhere.
+// (double); wider rows take one pass for their minimum and one for its first lane. Nothing here
+// but the loop and its lane operations, so that no AVX2 code can stand in for a shared inline
+// function elsewhere.
 #include "packing_lockstep.hpp"
 
 #if defined(__AVX2__)
@@ -13,12 +14,22 @@ namespace eplb::core {
 #if defined(__AVX2__)
 namespace {
 
+// The minimum of all lanes of m, in every lane.
+__m256 all_lanes_min(__m256 m) {
+    m = _mm256_min_ps(m, _mm256_permute_ps(m, _MM_SHUFFLE(2, 3, 0, 1)));
+    m = _mm256_min_ps(m, _mm256_permute_ps(m, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm256_min_ps(m, _mm256_permute2f128_ps(m, m, 1));
+}
+
+__m256d all_lanes_min(__m256d m) {
+    m = _mm256_min_pd(m, _mm256_permute_pd(m, 0b0101));
+    return _mm256_min_pd(m, _mm256_permute2f128_pd(m, m, 1));
+}
+
 struct Avx2FloatLanes {
     static std::int32_t first_min(const float* l, std::int32_t) {
         const __m256 v = _mm256_loadu_ps(l);
-        __m256 m = _mm256_min_ps(v, _mm256_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
-        m = _mm256_min_ps(m, _mm256_permute_ps(m, _MM_SHUFFLE(1, 0, 3, 2)));
-        m = _mm256_min_ps(m, _mm256_permute2f128_ps(m, m, 1));
+        const __m256 m = all_lanes_min(v);
         return __builtin_ctz(static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v, m, _CMP_EQ_OQ))));
     }
     static void add(float* l, std::int32_t p, float value) {
@@ -31,9 +42,7 @@ struct Avx2FloatLanes {
 struct Avx2DoubleLanes {
     static std::int32_t first_min(const double* l, std::int32_t) {
         const __m256d lo = _mm256_loadu_pd(l), hi = _mm256_loadu_pd(l + 4);
-        __m256d m = _mm256_min_pd(lo, hi);
-        m = _mm256_min_pd(m, _mm256_permute_pd(m, 0b0101));
-        m = _mm256_min_pd(m, _mm256_permute2f128_pd(m, m, 1));
+        const __m256d m = all_lanes_min(_mm256_min_pd(lo, hi));
         const int mask = _mm256_movemask_pd(_mm256_cmp_pd(lo, m, _CMP_EQ_OQ)) |
                          (_mm256_movemask_pd(_mm256_cmp_pd(hi, m, _CMP_EQ_OQ)) << 4);
         return __builtin_ctz(static_cast<unsigned>(mask));
@@ -48,24 +57,56 @@ struct Avx2DoubleLanes {
     }
 };
 
+// Rows of any multiple of 8 packs (more than 8: global plans, or nodes of more than 8 GPUs). The
+// minimum is found first (no NaN can occur, and +0 and -0 compare equal), then its first lane.
+struct Avx2WideFloatLanes {
+    static std::int32_t first_min(const float* l, std::int32_t width) {
+        __m256 m = _mm256_loadu_ps(l);
+        for (std::int32_t p = 8; p < width; p += 8) m = _mm256_min_ps(m, _mm256_loadu_ps(l + p));
+        m = all_lanes_min(m);
+        for (std::int32_t p = 0;; p += 8)
+            if (const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(l + p), m, _CMP_EQ_OQ)))
+                return p + __builtin_ctz(static_cast<unsigned>(mask));
+    }
+    static void add(float* l, std::int32_t p, float value) { l[p] += value; }
+};
+
+struct Avx2WideDoubleLanes {
+    static std::int32_t first_min(const double* l, std::int32_t width) {
+        __m256d m = _mm256_min_pd(_mm256_loadu_pd(l), _mm256_loadu_pd(l + 4));
+        for (std::int32_t p = 8; p < width; p += 4) m = _mm256_min_pd(m, _mm256_loadu_pd(l + p));
+        m = all_lanes_min(m);
+        for (std::int32_t p = 0;; p += 4)
+            if (const int mask = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(l + p), m, _CMP_EQ_OQ)))
+                return p + __builtin_ctz(static_cast<unsigned>(mask));
+    }
+    static void add(double* l, std::int32_t p, double value) { l[p] += value; }
+};
+
 bool have_avx2() { return __builtin_cpu_supports("avx2"); }
 
 }  // namespace
 
-bool greedy_packing_avx2(const PackRows& rows, float* load, std::int32_t* count) {
+bool greedy_packing_avx2(const PackRows& rows, std::int32_t width, float* load, std::int32_t* count) {
     if (!have_avx2()) return false;
-    greedy_lockstep<float, Avx2FloatLanes>(rows, kLockstepLanes, load, count);
+    if (width == kLockstepLanes)
+        greedy_lockstep<float, Avx2FloatLanes>(rows, width, load, count);
+    else
+        greedy_lockstep<float, Avx2WideFloatLanes>(rows, width, load, count);
     return true;
 }
 
-bool greedy_packing_avx2(const PackRows& rows, double* load, std::int32_t* count) {
+bool greedy_packing_avx2(const PackRows& rows, std::int32_t width, double* load, std::int32_t* count) {
     if (!have_avx2()) return false;
-    greedy_lockstep<double, Avx2DoubleLanes>(rows, kLockstepLanes, load, count);
+    if (width == kLockstepLanes)
+        greedy_lockstep<double, Avx2DoubleLanes>(rows, width, load, count);
+    else
+        greedy_lockstep<double, Avx2WideDoubleLanes>(rows, width, load, count);
     return true;
 }
 #else
-bool greedy_packing_avx2(const PackRows&, float*, std::int32_t*) { return false; }
-bool greedy_packing_avx2(const PackRows&, double*, std::int32_t*) { return false; }
+bool greedy_packing_avx2(const PackRows&, std::int32_t, float*, std::int32_t*) { return false; }
+bool greedy_packing_avx2(const PackRows&, std::int32_t, double*, std::int32_t*) { return false; }
 #endif
 
 }  // namespace eplb::core

@@ -1,15 +1,36 @@
-// The greedy packing's AVX2 lane operations against its portable ones (src/core/packing.hpp).
+// The stable descending order of weights (src/core/order.hpp) at every size, and the greedy
+// packing's AVX2 lane operations against its portable ones (src/core/packing.hpp).
 #include "core/order.hpp"
 #include "core/packing.hpp"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
 
 namespace eplb::core {
 namespace {
+
+// Sizes on both sides of the switch from counting to sorting, weights with ties, +0 and -0.
+TEST(Order, IsTheStableDescendingArgsortAtEverySize) {
+    std::mt19937_64 rng(17);
+    OrderScratch scratch;
+    for (const std::int32_t n : {1, 7, 8, 9, 100, 256, 767, 768, 769, 1000, 2048}) {
+        for (const bool ties : {false, true}) {
+            std::vector<float> w(static_cast<std::size_t>(n));
+            std::exponential_distribution<float> spread(1.0f);
+            for (float& x : w) x = !ties ? spread(rng) : rng() % 4 == 0 ? -0.0f : static_cast<float>(rng() % 3);
+            std::vector<std::int32_t> expected(w.size()), order(w.size());
+            std::iota(expected.begin(), expected.end(), 0);
+            std::stable_sort(expected.begin(), expected.end(), [&](std::int32_t a, std::int32_t b) { return w[a] > w[b]; });
+            stable_descending_order(w.data(), n, order.data(), scratch);
+            EXPECT_EQ(order, expected) << "n=" << n << (ties ? ", ties" : "");
+        }
+    }
+}
 
 struct Packed {
     std::vector<std::int32_t> pack, rank;

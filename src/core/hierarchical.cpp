@@ -135,13 +135,22 @@ void HierarchicalPlanner::pack_replicas_onto_gpus(std::int32_t num_rows) {
 }
 
 // Step 4 for one row (a node of a layer): slot = node (R/N) + gpu S + rank in gpu; counts where wanted.
+// Plain local pointers and sizes: a store through `rank` (std::int32_t) could otherwise alias the
+// planner's std::int32_t fields, which would be reloaded after every slot.
 void HierarchicalPlanner::write_node(std::int32_t row, const std::int32_t* experts, std::int32_t node,
                                      std::int64_t* phy2log, std::int32_t* rank, std::int64_t* logcnt) const {
-    const std::int32_t base = row * slots_per_node_, first_slot = node * slots_per_node_;
-    for (std::int32_t p = 0; p < slots_per_node_; ++p) {
-        const std::int32_t slot = first_slot + replica_gpu_[base + p] * slots_per_gpu_ + replica_slot_[base + p];
-        phy2log[slot] = experts[replica_expert_[base + p]];
-        rank[slot] = replica_rank_[base + p];
+    const std::int32_t slots = slots_per_node_, S = slots_per_gpu_;
+    const std::int32_t base = row * slots, first_slot = node * slots;
+    const std::int32_t* __restrict gpu = replica_gpu_.data() + base;
+    const std::int32_t* __restrict in_gpu = replica_slot_.data() + base;
+    const std::int32_t* __restrict expert = replica_expert_.data() + base;
+    const std::int32_t* __restrict replica_rank = replica_rank_.data() + base;
+    std::int64_t* __restrict out_expert = phy2log + first_slot;
+    std::int32_t* __restrict out_rank = rank + first_slot;
+    for (std::int32_t p = 0; p < slots; ++p) {
+        const std::int32_t slot = gpu[p] * S + in_gpu[p];
+        out_expert[slot] = experts[expert[p]];
+        out_rank[slot] = replica_rank[p];
     }
     if (!logcnt) return;
     const std::int32_t* count = replica_count_.data() + row * experts_per_node_;

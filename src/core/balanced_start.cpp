@@ -227,43 +227,55 @@ bool robust_group_split(const LayerHistory& h, const LayerShape& shape, std::vec
 
 namespace {
 
-// Node-aware replica counts of relaxed_start, into s.count [E].
+// Node-aware replica counts of relaxed_start, into s.count [E]. Each expert's two candidate values
+// (w / (c (c + 1)) to lighten its node, w / c otherwise) are kept and recomputed only for the
+// expert that gains a replica.
 void relaxed_counts(const double* w, const LayerShape& shape, const std::vector<std::int32_t>& split, StartScratch& s) {
     const std::int32_t E = shape.experts, N = shape.nodes;
     s.count.assign(static_cast<std::size_t>(E), 1);
     s.node_primary.assign(static_cast<std::size_t>(N), 0.0);
+    s.expert_node.resize(static_cast<std::size_t>(E));
+    s.lighten_value.resize(static_cast<std::size_t>(E));
+    s.dhondt_value.resize(static_cast<std::size_t>(E));
+    auto set_values = [&](std::int32_t e) {
+        const double c = s.count[e];
+        s.lighten_value[e] = w[e] / (c * (c + 1));
+        s.dhondt_value[e] = w[e] / c;
+    };
     double total = 0.0;
     for (std::int32_t e = 0; e < E; ++e) {
-        s.node_primary[split[e / shape.group_size]] += w[e];
+        s.expert_node[e] = split[e / shape.group_size];
+        s.node_primary[s.expert_node[e]] += w[e];
         total += w[e];
+        set_values(e);
     }
     const double node_mean = total / N;
     for (std::int32_t extra = shape.slots - E; extra > 0; --extra) {
         const std::int32_t hot =
             static_cast<std::int32_t>(std::max_element(s.node_primary.begin(), s.node_primary.end()) - s.node_primary.begin());
         const bool lighten_node = s.node_primary[hot] > node_mean;
+        const std::vector<double>& value = lighten_node ? s.lighten_value : s.dhondt_value;
         std::int32_t best = -1;
         double best_value = -1.0;
         for (std::int32_t e = 0; e < E; ++e) {
-            const double c = s.count[e];
-            if (s.count[e] >= shape.gpus || (lighten_node && split[e / shape.group_size] != hot)) continue;
-            const double value = lighten_node ? w[e] / (c * (c + 1)) : w[e] / c;
-            if (value > best_value) {
-                best_value = value;
+            if (s.count[e] >= shape.gpus || (lighten_node && s.expert_node[e] != hot)) continue;
+            if (value[e] > best_value) {
+                best_value = value[e];
                 best = e;
             }
         }
         if (best < 0) {  // every expert of the hot node is on every GPU: fall back to D'Hondt
             for (std::int32_t e = 0; e < E; ++e)
-                if (s.count[e] < shape.gpus && w[e] / s.count[e] > best_value) {
-                    best_value = w[e] / s.count[e];
+                if (s.count[e] < shape.gpus && s.dhondt_value[e] > best_value) {
+                    best_value = s.dhondt_value[e];
                     best = e;
                 }
         }
         if (best < 0) best = 0;  // only when R > E G: duplicates are unavoidable
-        const std::int32_t n = split[best / shape.group_size];
+        const std::int32_t n = s.expert_node[best];
         s.node_primary[n] += w[best] / (s.count[best] + 1) - w[best] / s.count[best];
         ++s.count[best];
+        set_values(best);
     }
 }
 
@@ -275,13 +287,18 @@ void relaxed_start(const double* w, const LayerShape& shape, const std::vector<s
     relaxed_counts(w, shape, split, s);
     // Items: replica k of expert e as e * K + k with K = R + 1 (k = 0 is the primary).
     const std::int32_t K = shape.slots + 1;
+    s.replica_load.resize(static_cast<std::size_t>(E));
+    for (std::int32_t e = 0; e < E; ++e) s.replica_load[e] = w[e] / s.count[e];
+    // Items are listed by ascending id, and the replicas of one expert have one load: a stable sort
+    // of the experts by descending load, each expanded into its replicas, is the items' order.
+    s.sorted_experts.resize(static_cast<std::size_t>(E));
+    std::iota(s.sorted_experts.begin(), s.sorted_experts.end(), 0);
+    std::stable_sort(s.sorted_experts.begin(), s.sorted_experts.end(),
+                     [&](std::int32_t a, std::int32_t b) { return s.replica_load[a] > s.replica_load[b]; });
     s.items.clear();
-    for (std::int32_t e = 0; e < E; ++e)
+    for (const std::int32_t e : s.sorted_experts)
         for (std::int32_t k = 0; k < s.count[e]; ++k) s.items.push_back(e * K + k);
-    auto load_of = [&](std::int32_t item) { return w[item / K] / s.count[item / K]; };
-    std::stable_sort(s.items.begin(), s.items.end(), [&](std::int32_t a, std::int32_t b) {
-        return load_of(a) > load_of(b) || (load_of(a) == load_of(b) && a < b);
-    });
+    auto load_of = [&](std::int32_t item) { return s.replica_load[item / K]; };
     s.gpu_fill.assign(static_cast<std::size_t>(G), 0);
     s.gpu_load.assign(static_cast<std::size_t>(G), 0.0);
     s.node_free.assign(static_cast<std::size_t>(N), shape.slots_per_node);

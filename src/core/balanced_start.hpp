@@ -18,7 +18,8 @@ struct StartScratch {
     std::vector<double> group_load, node_load, sorted_group_load;
     std::vector<std::int32_t> visited_split, best_split, count, next_rank;
     std::vector<std::int32_t> items, gpu_fill, node_free, node_pending;
-    std::vector<double> gpu_load, node_primary;
+    std::vector<double> gpu_load, node_primary, replica_load, lighten_value, dhondt_value;
+    std::vector<std::int32_t> expert_node, sorted_experts;
     std::vector<std::uint8_t> on_gpu;
 };
 

@@ -57,6 +57,14 @@ void require_plannable_values(const at::Tensor& w, const std::string& what) {
     }
 }
 
+// The largest of n >= 1 values: a plain reduction, which vectorises (max_element does not), with
+// AVX2 where the CPU has it (64-bit compares).
+__attribute__((target_clones("avx2", "default"))) std::int64_t largest(const std::int64_t* v, std::int64_t n) {
+    std::int64_t m = v[0];
+    for (std::int64_t i = 1; i < n; ++i) m = std::max(m, v[i]);
+    return m;
+}
+
 // log2phy[l, e, k] = slot of replica k of expert e; -1 beyond its count.
 at::Tensor build_log2phy(const at::Tensor& phy2log, const std::vector<std::int32_t>& rank, std::int64_t E,
                          std::int64_t X) {
@@ -80,10 +88,7 @@ std::int64_t core::log2phy_width(const at::Tensor& logcnt, const Topology& t, st
     if (policy == Policy::seed) return t.num_replicas - E + 1;
     if (logcnt.numel() == 0) return 1;
     if (!logcnt.device().is_cpu() || !logcnt.is_contiguous()) return logcnt.max().item<std::int64_t>();
-    const std::int64_t* c = logcnt.data_ptr<std::int64_t>();
-    std::int64_t width = c[0];  // a plain reduction, which vectorises (max_element does not)
-    for (std::int64_t i = 1; i < logcnt.numel(); ++i) width = std::max(width, c[i]);
-    return width;
+    return largest(logcnt.data_ptr<std::int64_t>(), logcnt.numel());
 }
 
 std::string to_string(Policy policy) {

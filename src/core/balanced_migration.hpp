@@ -26,6 +26,8 @@ struct MigrationScratch {
     std::vector<std::int32_t> row_rank;
     std::vector<std::int32_t> group_home;
     std::vector<std::uint8_t> used;
+    std::vector<std::int64_t> shared;                            // [G, G] (GPU, expert) pairs shared
+    std::vector<std::int32_t> expert_begin, expert_gpus, cursor;  // previous slots grouped by expert
 };
 
 /// Slots whose expert differs between two rows of R slots.

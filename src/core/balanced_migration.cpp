@@ -54,36 +54,6 @@ void assign_min_cost(const std::int64_t* cost, std::int32_t n, std::int32_t* row
     for (std::int32_t j = 1; j <= n; ++j) row_to_column[p[j] - 1] = j - 1;
 }
 
-// s.shared [G, G]: the (GPU, expert) pairs GPU a of `row` shares with GPU b of `previous`, the
-// multiset intersection sum_e min(replicas of e on a, replicas of e on b). The previous slots are
-// grouped by expert first, so that each expert of a row GPU meets only the GPUs that held it.
-void count_shared_pairs(const LayerShape& shape, const std::int64_t* row, const std::int64_t* previous,
-                        MigrationScratch& s) {
-    const std::int32_t G = shape.gpus, S = shape.slots_per_gpu, E = shape.experts, R = shape.slots;
-    std::vector<std::int32_t>& begin = s.expert_begin;  // [E + 1]: e's previous GPUs, ascending
-    begin.assign(static_cast<std::size_t>(E) + 1, 0);
-    for (std::int32_t p = 0; p < R; ++p) ++begin[previous[p] + 1];
-    for (std::int32_t e = 0; e < E; ++e) begin[e + 1] += begin[e];
-    s.expert_gpus.resize(static_cast<std::size_t>(R));
-    s.cursor.assign(begin.begin(), begin.end() - 1);
-    for (std::int32_t p = 0; p < R; ++p) s.expert_gpus[s.cursor[previous[p]]++] = p / S;
-    s.shared.assign(static_cast<std::size_t>(G) * G, 0);
-    for (std::int32_t a = 0; a < G; ++a) {
-        const std::int64_t* slots = row + std::int64_t{a} * S;
-        for (std::int32_t k = 0; k < S; ++k) {
-            if (std::find(slots, slots + k, slots[k]) != slots + k) continue;  // counted at its first slot
-            const std::int32_t e = static_cast<std::int32_t>(slots[k]);
-            const std::int64_t on_a = std::count(slots + k, slots + S, slots[k]);
-            for (std::int32_t q = begin[e]; q < begin[e + 1];) {
-                const std::int32_t b = s.expert_gpus[q];
-                std::int64_t on_b = 0;
-                for (; q < begin[e + 1] && s.expert_gpus[q] == b; ++q) ++on_b;
-                s.shared[static_cast<std::size_t>(a) * G + b] += std::min(on_a, on_b);
-            }
-        }
-    }
-}
-
 // Best GPU renaming between node `from` of the row and node `to` of the previous row (from
 // s.shared): writes the target GPU of each of from's GPUs into target[from's GPUs] and returns
 // the pairs shared.
@@ -278,6 +248,35 @@ std::int64_t moved_slots(const std::int64_t* a, const std::int64_t* b, std::int3
     std::int64_t moved = 0;
     for (std::int32_t p = 0; p < slots; ++p) moved += a[p] != b[p];
     return moved;
+}
+
+// The previous slots are grouped by expert first, so that each expert of a row GPU meets only the
+// GPUs that held it.
+void count_shared_pairs(const LayerShape& shape, const std::int64_t* row, const std::int64_t* previous,
+                        MigrationScratch& s) {
+    const std::int32_t G = shape.gpus, S = shape.slots_per_gpu, E = shape.experts, R = shape.slots;
+    std::vector<std::int32_t>& begin = s.expert_begin;  // [E + 1]: e's previous GPUs, ascending
+    begin.assign(static_cast<std::size_t>(E) + 1, 0);
+    for (std::int32_t p = 0; p < R; ++p) ++begin[previous[p] + 1];
+    for (std::int32_t e = 0; e < E; ++e) begin[e + 1] += begin[e];
+    s.expert_gpus.resize(static_cast<std::size_t>(R));
+    s.cursor.assign(begin.begin(), begin.end() - 1);
+    for (std::int32_t p = 0; p < R; ++p) s.expert_gpus[s.cursor[previous[p]]++] = p / S;
+    s.shared.assign(static_cast<std::size_t>(G) * G, 0);
+    for (std::int32_t a = 0; a < G; ++a) {
+        const std::int64_t* slots = row + std::int64_t{a} * S;
+        for (std::int32_t k = 0; k < S; ++k) {
+            if (std::find(slots, slots + k, slots[k]) != slots + k) continue;  // counted at its first slot
+            const std::int32_t e = static_cast<std::int32_t>(slots[k]);
+            const std::int64_t on_a = std::count(slots + k, slots + S, slots[k]);
+            for (std::int32_t q = begin[e]; q < begin[e + 1];) {
+                const std::int32_t b = s.expert_gpus[q];
+                std::int64_t on_b = 0;
+                for (; q < begin[e + 1] && s.expert_gpus[q] == b; ++q) ++on_b;
+                s.shared[static_cast<std::size_t>(a) * G + b] += std::min(on_a, on_b);
+            }
+        }
+    }
 }
 
 void relabel_to_previous(const LayerShape& shape, std::int64_t* phy2log, std::int32_t* rank,

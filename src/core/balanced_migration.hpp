@@ -33,6 +33,11 @@ struct MigrationScratch {
 /// Slots whose expert differs between two rows of R slots.
 std::int64_t moved_slots(const std::int64_t* a, const std::int64_t* b, std::int32_t slots);
 
+/// scratch.shared [G, G]: the (GPU, expert) pairs GPU a of the plan row `row` [R] shares with GPU b
+/// of `previous` [R], sum over experts e of min(replicas of e on a, replicas of e on b).
+void count_shared_pairs(const LayerShape& shape, const std::int64_t* row, const std::int64_t* previous,
+                        MigrationScratch& scratch);
+
 /// Renames the GPUs (within nodes, and the nodes, unless the shape is global) of the plan row
 /// `phy2log`/`rank` [R] to share the most (GPU, expert) pairs with `previous` [R], and orders each
 /// GPU's slots so that an expert it held before keeps its slot (the others fill the free slots in

@@ -87,7 +87,8 @@ void greedy_packing(const PackRows& r, std::vector<Acc>& load, std::vector<std::
     load.resize(static_cast<std::size_t>(r.rows * width));
     count.resize(static_cast<std::size_t>(r.rows * width));
     if (!loads_stay_finite<Acc>(r)) return greedy_rows_checked(r, load.data(), count.data());
-    if (vector_packing_allowed.load(std::memory_order_relaxed) && greedy_packing_avx2(r, width, load.data(), count.data()))
+    if (vector_packing_allowed.load(std::memory_order_relaxed) &&
+        greedy_packing_avx2(r, width, load.data(), count.data()))
         return;
     if (width != kLockstepLanes) return greedy_lockstep<Acc, AnyWidthLanes<Acc>>(r, width, load.data(), count.data());
     greedy_lockstep<Acc, Tournament8Lanes<Acc>>(r, kLockstepLanes, load.data(), count.data());

@@ -13,7 +13,9 @@ namespace eplb::core {
 constexpr std::int32_t kLockstepLanes = 8;
 
 /// The row width of m packs: m rounded up to a multiple of kLockstepLanes.
-constexpr std::int32_t lockstep_width(std::int32_t m) { return (m + kLockstepLanes - 1) / kLockstepLanes * kLockstepLanes; }
+constexpr std::int32_t lockstep_width(std::int32_t m) {
+    return (m + kLockstepLanes - 1) / kLockstepLanes * kLockstepLanes;
+}
 
 /// The AVX2 build of the greedy (packing_avx2.cpp) for rows of `width` = lockstep_width(m) packs.
 /// Returns false, doing nothing, where the processor or the build has no AVX2.

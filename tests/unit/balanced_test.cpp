@@ -1,6 +1,7 @@
 // The balanced policy: no duplicates, never above deepseek in the same mode, the modes' rules,
 // planning from a history, migration-aware planning and determinism.
 #include "core/balanced_history.hpp"
+#include "core/balanced_migration.hpp"
 #include "core/balanced_placement.hpp"
 #include "core/balanced_search.hpp"
 #include "support/placements.hpp"
@@ -651,6 +652,76 @@ TEST(BalancedMigration, ConsecutiveWindowsMoveFarFewerReplicasWithinTheBalanceBu
             deployed = aware;
         }
         EXPECT_LE(aware_moves * 2, scratch_moves) << to_string(mode);
+    }
+}
+
+// The shared (GPU, expert) pairs of two rows against a direct count, sum_e min(replicas of e on a,
+// replicas of e on b), on rows with many duplicates (few experts) and with none.
+TEST(BalancedMigration, CountsTheSharedPairsOfEveryTwoGpusAsMultisets) {
+    std::mt19937_64 rng(12);
+    for (const std::int32_t experts : {3, 8, 40}) {
+        const Topology t{40, 1, 1, 8};
+        const core::LayerShape shape = core::LayerShape::make(t, experts, PlacementMode::global, false);
+        std::vector<std::int64_t> row(40), previous(40);
+        for (int trial = 0; trial < 20; ++trial) {
+            for (std::int64_t p = 0; p < 40; ++p) {
+                row[p] = static_cast<std::int64_t>(rng() % experts);
+                previous[p] = static_cast<std::int64_t>(rng() % experts);
+            }
+            core::MigrationScratch scratch;
+            core::count_shared_pairs(shape, row.data(), previous.data(), scratch);
+            for (std::int32_t a = 0; a < 8; ++a)
+                for (std::int32_t b = 0; b < 8; ++b) {
+                    std::int64_t expected = 0;
+                    for (std::int64_t e = 0; e < experts; ++e)
+                        expected += std::min(std::count(row.begin() + a * 5, row.begin() + a * 5 + 5, e),
+                                             std::count(previous.begin() + b * 5, previous.begin() + b * 5 + 5, e));
+                    EXPECT_EQ(scratch.shared[a * 8 + b], expected) << experts << " experts, GPUs " << a << ", " << b;
+                }
+        }
+    }
+}
+
+// `plan` with its GPUs renamed (the nodes in reverse order, the GPUs of each node in reverse
+// order) and each GPU's slots rotated by one.
+Plan renamed_gpus(const Plan& plan, const Topology& t) {
+    const std::int64_t S = t.slots_per_gpu(), G = t.num_gpus, per_node = t.gpus_per_node();
+    at::Tensor p2l = plan.phy2log.clone();
+    for (std::int64_t g = 0; g < G; ++g) {
+        const std::int64_t node = g / per_node;
+        const std::int64_t to = (t.num_nodes - 1 - node) * per_node + (per_node - 1 - g % per_node);
+        for (std::int64_t k = 0; k < S; ++k)
+            p2l.select(1, to * S + (k + 1) % S).copy_(plan.phy2log.select(1, g * S + k));
+    }
+    return plan_from_phy2log(p2l, plan.num_experts());
+}
+
+// A deployed plan that is the new plan with its GPUs renamed is recognised: the GPUs are renamed
+// back and no replica moves, also where the topology forces duplicates (the shared (GPU, expert)
+// pairs are counted as multisets).
+TEST(BalancedMigration, RecognisesTheSamePlanOnRenamedGpus) {
+    const at::Tensor series = series_of_64_experts(1, 4);
+    std::mt19937_64 rng(11);
+    const at::Tensor four_experts = test::random_loads(rng, 3, 4, test::LoadPattern::skewed);
+    const struct {
+        at::Tensor w;
+        Topology t;
+        PlacementMode mode;
+    } cases[] = {{series[0], Topology{80, 8, 2, 16}, PlacementMode::hierarchical},
+                 {series[0], Topology{80, 8, 2, 16}, PlacementMode::global},
+                 {four_experts, Topology{16, 1, 1, 2}, PlacementMode::global}};
+    for (const auto& c : cases) {
+        PlanOptions o = balanced(c.mode);
+        o.allow_duplicates = c.t.num_replicas > 4 * c.t.num_gpus;
+        const Plan plan = rebalance(c.w, c.t, o);
+        const Plan deployed = renamed_gpus(plan, c.t);
+        ASSERT_GT(migration(deployed, plan, c.t).total_moved_slots(), 0) << c.t.to_string();
+        o.previous = &deployed;
+        const Plan aware = rebalance(c.w, c.t, o);
+        EXPECT_EQ(migration(deployed, aware, c.t).total_moved_slots(), 0) << c.t.to_string();
+        if (o.allow_duplicates) {
+            EXPECT_GT(layer_duplicates(aware, c.t).sum().item<std::int64_t>(), 0) << c.t.to_string();
+        }
     }
 }
 

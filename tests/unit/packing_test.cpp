@@ -25,7 +25,8 @@ TEST(Order, IsTheStableDescendingArgsortAtEverySize) {
             for (float& x : w) x = !ties ? spread(rng) : rng() % 4 == 0 ? -0.0f : static_cast<float>(rng() % 3);
             std::vector<std::int32_t> expected(w.size()), order(w.size());
             std::iota(expected.begin(), expected.end(), 0);
-            std::stable_sort(expected.begin(), expected.end(), [&](std::int32_t a, std::int32_t b) { return w[a] > w[b]; });
+            std::stable_sort(expected.begin(), expected.end(),
+                             [&](std::int32_t a, std::int32_t b) { return w[a] > w[b]; });
             stable_descending_order(w.data(), n, order.data(), scratch);
             EXPECT_EQ(order, expected) << "n=" << n << (ties ? ", ties" : "");
         }

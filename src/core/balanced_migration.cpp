@@ -178,6 +178,7 @@ void rebuild_for_split(const double* w, const LayerShape& shape, const std::vect
     const std::int32_t E = shape.experts, S = shape.slots_per_gpu, SN = shape.slots_per_node;
     const std::int32_t gpn = shape.gpus_per_node;
     std::vector<std::int32_t> target(static_cast<std::size_t>(E), 0), kept(target);
+    std::vector<double> replica_load(static_cast<std::size_t>(E), 0.0);  // w_e / target_e
     std::vector<double> gpu_load(static_cast<std::size_t>(gpn));
     std::vector<std::uint8_t> holds(static_cast<std::size_t>(E) * gpn);
     std::vector<std::int32_t> node_experts;
@@ -187,12 +188,17 @@ void rebuild_for_split(const double* w, const LayerShape& shape, const std::vect
         for (std::int32_t g = 0; g < shape.groups; ++g)
             if (split[g] == n)
                 for (std::int32_t e = g * shape.group_size; e < (g + 1) * shape.group_size; ++e) node_experts.push_back(e);
-        for (const std::int32_t e : node_experts) target[e] = 1;
+        for (const std::int32_t e : node_experts) {
+            target[e] = 1;
+            replica_load[e] = w[e] / target[e];
+        }
         for (std::int32_t extra = SN - static_cast<std::int32_t>(node_experts.size()); extra > 0; --extra) {
             std::int32_t best = -1;
             for (const std::int32_t e : node_experts)
-                if (target[e] < gpn && (best < 0 || w[e] / target[e] > w[best] / target[best])) best = e;
-            ++target[best < 0 ? node_experts.front() : best];
+                if (target[e] < gpn && (best < 0 || replica_load[e] > replica_load[best])) best = e;
+            const std::int32_t grown = best < 0 ? node_experts.front() : best;
+            ++target[grown];
+            replica_load[grown] = w[grown] / target[grown];
         }
         // Keep the replicas of staying groups, up to the new counts.
         std::fill(holds.begin(), holds.end(), 0);
@@ -204,7 +210,7 @@ void rebuild_for_split(const double* w, const LayerShape& shape, const std::vect
                 ++kept[e];
                 row[p] = e;
                 holds[static_cast<std::size_t>(e) * gpn + (p - n * SN) / S] = 1;
-                gpu_load[(p - n * SN) / S] += w[e] / target[e];
+                gpu_load[(p - n * SN) / S] += replica_load[e];
             } else {
                 row[p] = -1;
             }
@@ -214,7 +220,7 @@ void rebuild_for_split(const double* w, const LayerShape& shape, const std::vect
         for (const std::int32_t e : node_experts)
             for (std::int32_t k = kept[e]; k < target[e]; ++k) missing.push_back(e);
         std::stable_sort(missing.begin(), missing.end(), [&](std::int32_t a, std::int32_t b) {
-            return w[a] / target[a] > w[b] / target[b] || (w[a] / target[a] == w[b] / target[b] && a < b);
+            return replica_load[a] > replica_load[b] || (replica_load[a] == replica_load[b] && a < b);
         });
         std::vector<std::int32_t> free_in(static_cast<std::size_t>(gpn), 0);
         for (std::int32_t p = n * SN; p < (n + 1) * SN; ++p) free_in[(p - n * SN) / S] += row[p] < 0;
@@ -232,7 +238,7 @@ void rebuild_for_split(const double* w, const LayerShape& shape, const std::vect
             row[p] = e;
             --free_in[best];
             holds[static_cast<std::size_t>(e) * gpn + best] = 1;
-            gpu_load[best] += w[e] / target[e];
+            gpu_load[best] += replica_load[e];
         }
     }
     std::vector<std::uint8_t> seen(static_cast<std::size_t>(E), 0);

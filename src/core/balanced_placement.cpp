@@ -183,7 +183,7 @@ void Placement::refresh_gpu(std::int32_t gpu) {
 
 // Only the GPUs holding e (its mask) can hold its slots.
 void Placement::refresh_slot_loads(std::int32_t e) {
-    const double load = weight_[e] / count_[e];
+    const double load = replica_load_[e] = weight_[e] / count_[e];
     const std::int32_t S = shape_.slots_per_gpu;
     for_each_gpu_of(e, [&](std::int32_t g) {
         for (std::int32_t p = g * S; p < (g + 1) * S; ++p)
@@ -307,9 +307,9 @@ void Placement::commit() {
 
 double Placement::retarget_peak(std::int32_t slot, std::int32_t to, double bound) const {
     const std::int32_t from = expert_[slot], j = gpu_of(slot);
-    const double w_from = weight_[from], w_to = weight_[to];
-    const double old_from = w_from / count_[from], new_from = w_from / (count_[from] - 1);
-    const double old_to = w_to / count_[to], new_to = w_to / (count_[to] + 1);
+    // The replica loads w / c and w / (c + 1) are kept; only w / (c - 1) is divided here.
+    const double old_from = replica_load_[from], new_from = weight_[from] / (count_[from] - 1);
+    const double old_to = replica_load_[to], new_to = next_replica_load(to);
     // j loses one replica of `from` and gains one of `to`; the others change per replica.
     double peak = gpu_load_[j] - old_from + new_to + (held(from, j) - 1) * (new_from - old_from) +
                   held(to, j) * (new_to - old_to);

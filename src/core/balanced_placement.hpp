@@ -168,7 +168,7 @@ private:
     std::vector<std::int32_t> count_;       // [E]
     mutable std::vector<double> next_load_;  // [E]: w_e / (c_e + 1), once next_loads_ready_
     mutable bool next_loads_ready_ = false;
-    std::vector<double> replica_load_;      // [E]: w_e / c_e, scratch of reset()
+    std::vector<double> replica_load_;      // [E]: w_e / c_e
     std::vector<std::int32_t> home_;        // [E]
     std::vector<double> gpu_load_;          // [G]
     std::vector<HeldCount> held_;           // [G, E] replicas of e on g (a GPU's row is contiguous)

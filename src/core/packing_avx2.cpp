@@ -60,41 +60,46 @@ struct Avx2DoubleLanes {
     }
 };
 
-// Rows of any multiple of 8 packs (more than 8: global plans, or nodes of more than 8 GPUs). The
-// minimum is found first (no NaN can occur, and +0 and -0 compare equal), then its first lane.
-struct Avx2WideFloatLanes {
-    static std::int32_t first_min(const float* l, std::int32_t width) {
-        __m256 m = _mm256_loadu_ps(l);
-        for (std::int32_t p = 8; p < width; p += 8) m = _mm256_min_ps(m, _mm256_loadu_ps(l + p));
-        m = all_lanes_min(m);
-        // The lanes equal to it, 64 at a time: no branch on where the minimum is.
-        for (std::int32_t first = 0;; first += 64) {
-            std::uint64_t equal = 0;
-            for (std::int32_t p = first; p < std::min(first + 64, width); p += 8) {
-                const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(l + p), m, _CMP_EQ_OQ));
-                equal |= std::uint64_t{static_cast<unsigned>(mask)} << (p - first);
-            }
-            if (equal) return first + __builtin_ctzll(equal);
-        }
+// One AVX2 register of pack loads: 8 floats or 4 doubles.
+struct FloatRegister {
+    using Acc = float;
+    static constexpr std::int32_t kLanes = 8;
+    static __m256 load(const float* p) { return _mm256_loadu_ps(p); }
+    static __m256 min(__m256 a, __m256 b) { return _mm256_min_ps(a, b); }
+    static unsigned equal_lanes(__m256 a, __m256 b) {
+        return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_EQ_OQ)));
     }
-    static void add(float* l, std::int32_t p, float value) { l[p] += value; }
 };
 
-struct Avx2WideDoubleLanes {
-    static std::int32_t first_min(const double* l, std::int32_t width) {
-        __m256d m = _mm256_min_pd(_mm256_loadu_pd(l), _mm256_loadu_pd(l + 4));
-        for (std::int32_t p = 8; p < width; p += 4) m = _mm256_min_pd(m, _mm256_loadu_pd(l + p));
+struct DoubleRegister {
+    using Acc = double;
+    static constexpr std::int32_t kLanes = 4;
+    static __m256d load(const double* p) { return _mm256_loadu_pd(p); }
+    static __m256d min(__m256d a, __m256d b) { return _mm256_min_pd(a, b); }
+    static unsigned equal_lanes(__m256d a, __m256d b) {
+        return static_cast<unsigned>(_mm256_movemask_pd(_mm256_cmp_pd(a, b, _CMP_EQ_OQ)));
+    }
+};
+
+// Rows of any multiple of 8 packs (more than 8: global plans, or nodes of more than 8 GPUs). The
+// minimum is found first (no NaN can occur, and +0 and -0 compare equal), then its first lane from
+// the lanes equal to it, 64 at a time: no branch on where the minimum is.
+template <typename Register>
+struct Avx2WideLanes {
+    using Acc = typename Register::Acc;
+    static std::int32_t first_min(const Acc* l, std::int32_t width) {
+        constexpr std::int32_t lanes = Register::kLanes;
+        auto m = Register::load(l);
+        for (std::int32_t p = lanes; p < width; p += lanes) m = Register::min(m, Register::load(l + p));
         m = all_lanes_min(m);
         for (std::int32_t first = 0;; first += 64) {
             std::uint64_t equal = 0;
-            for (std::int32_t p = first; p < std::min(first + 64, width); p += 4) {
-                const int mask = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(l + p), m, _CMP_EQ_OQ));
-                equal |= std::uint64_t{static_cast<unsigned>(mask)} << (p - first);
-            }
+            for (std::int32_t p = first; p < std::min(first + 64, width); p += lanes)
+                equal |= std::uint64_t{Register::equal_lanes(Register::load(l + p), m)} << (p - first);
             if (equal) return first + __builtin_ctzll(equal);
         }
     }
-    static void add(double* l, std::int32_t p, double value) { l[p] += value; }
+    static void add(Acc* l, std::int32_t p, Acc value) { l[p] += value; }
 };
 
 bool have_avx2() { return __builtin_cpu_supports("avx2"); }
@@ -106,7 +111,7 @@ bool greedy_packing_avx2(const PackRows& rows, std::int32_t width, float* load, 
     if (width == kLockstepLanes)
         greedy_lockstep<float, Avx2FloatLanes>(rows, width, load, count);
     else
-        greedy_lockstep<float, Avx2WideFloatLanes>(rows, width, load, count);
+        greedy_lockstep<float, Avx2WideLanes<FloatRegister>>(rows, width, load, count);
     return true;
 }
 
@@ -115,7 +120,7 @@ bool greedy_packing_avx2(const PackRows& rows, std::int32_t width, double* load,
     if (width == kLockstepLanes)
         greedy_lockstep<double, Avx2DoubleLanes>(rows, width, load, count);
     else
-        greedy_lockstep<double, Avx2WideDoubleLanes>(rows, width, load, count);
+        greedy_lockstep<double, Avx2WideLanes<DoubleRegister>>(rows, width, load, count);
     return true;
 }
 #else

@@ -438,13 +438,19 @@ double window_peaks_change(const Placement& pl, const WindowScratch& s, std::int
 // The kSwapPartners GPUs of domain d other than g with the least `score` [G] (lower id on ties),
 // into s.partners.
 const std::vector<std::int32_t>& least_scored(const Domain& d, std::int32_t g, const double* score, WindowScratch& s) {
-    s.partners.clear();
-    for (std::int32_t j = d.first_gpu; j < d.last_gpu; ++j)
-        if (j != g) s.partners.push_back(j);
     auto lighter = [&](std::int32_t a, std::int32_t b) { return score[a] < score[b] || (score[a] == score[b] && a < b); };
-    const std::size_t n = std::min(s.partners.size(), static_cast<std::size_t>(kSwapPartners));
-    std::partial_sort(s.partners.begin(), s.partners.begin() + static_cast<std::ptrdiff_t>(n), s.partners.end(), lighter);
-    s.partners.resize(n);
+    // The kSwapPartners least so far, in order: each GPU is inserted where it belongs, and the
+    // list keeps its first kSwapPartners (the order is total, so this is the sorted prefix).
+    s.partners.clear();
+    for (std::int32_t j = d.first_gpu; j < d.last_gpu; ++j) {
+        if (j == g) continue;
+        const bool full = s.partners.size() == static_cast<std::size_t>(kSwapPartners);
+        if (full && !lighter(j, s.partners.back())) continue;
+        if (full) s.partners.pop_back();
+        auto at = s.partners.end();
+        while (at != s.partners.begin() && lighter(j, *(at - 1))) --at;
+        s.partners.insert(at, j);
+    }
     return s.partners;
 }
 

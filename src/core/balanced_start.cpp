@@ -272,10 +272,10 @@ void relaxed_counts(const double* w, const LayerShape& shape, const std::vector<
                 }
         }
         if (best < 0) best = 0;  // only when R > E G: duplicates are unavoidable
-        const std::int32_t n = s.expert_node[best];
-        s.node_primary[n] += w[best] / (s.count[best] + 1) - w[best] / s.count[best];
+        const double replica_before = s.dhondt_value[best];
         ++s.count[best];
         set_values(best);
+        s.node_primary[s.expert_node[best]] += s.dhondt_value[best] - replica_before;
     }
 }
 
